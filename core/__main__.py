@@ -1,0 +1,5 @@
+"""``python -m core`` is ``pcq``."""
+
+from core.cli import main
+
+main()

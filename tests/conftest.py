@@ -1,0 +1,6 @@
+"""Shared pytest configuration.
+
+Fixtures live in their own modules (one per area) and are registered here.
+"""
+
+pytest_plugins: list[str] = []
