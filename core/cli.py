@@ -20,7 +20,9 @@ except ImportError:  # pragma: no cover - older Typer on top of Click
 from core.errors import PcqError
 
 # Modules that add sub-commands (each defines ``register(app: typer.Typer)``).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "core.cli_fork",
+)
 
 app = typer.Typer(
     name="pcq",

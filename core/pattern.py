@@ -8,8 +8,8 @@ back what it claimed but did not handle when asked to stop.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from core.console import Console
 from core.transport import Item, Transport
@@ -90,7 +90,7 @@ def consume(
             console.got(item.body)
             try:
                 handle(item)
-            except Exception as exc:  # the handler is user code: any failure is the item's
+            except Exception as exc:  # noqa: BLE001 - user code: any failure is the item's
                 transport.nack(item, f"{type(exc).__name__}: {exc}")
                 stats.failed += 1
                 continue

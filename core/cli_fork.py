@@ -1,0 +1,66 @@
+"""``pcq fork``: the seed's basic fork demo, with every child reaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from core.console import Console
+from core.forkdemo import ChildResult, require_fork, results_json, run_count, run_interactive
+
+_HELP = (
+    "Fork child processes like the seed article does, but reap every one.\n\n"
+    "Interactive by default: each Enter forks a child; `q` or end of input quits.\n\n"
+    "The parent prints `Hello from parent PID CHILDPID`, the child `Hello from child PID`. "
+    "Then the parent waits for the child (os.waitpid) and prints its exit status, so no "
+    "zombie (`<defunct>` in `ps`) is ever left behind."
+)
+
+
+def fork_command(
+    count: Annotated[
+        int | None,
+        typer.Option("--count", min=1, help="Fork N children without reading stdin."),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Demo lines to stderr; stdout gets one JSON object: parent_pid and "
+            "children (pid, exit_code, signal).",
+        ),
+    ] = False,
+) -> None:
+    """Run the fork demo (see the command help)."""
+    require_fork()
+    console = Console(stream=sys.stderr if json_out else sys.stdout)
+    on_reaped, reaped = _counter()
+    try:
+        if count is not None:
+            results = run_count(count, console, on_reaped)
+        else:
+            if sys.stdin.isatty():
+                print("Press Enter to fork a child, q to quit.", file=sys.stderr, flush=True)
+            results = run_interactive(sys.stdin, console, on_reaped)
+    except KeyboardInterrupt:
+        # The Forker has already waited for every child it started (also on Ctrl-C).
+        print(f"pcq: interrupted; {len(reaped)} children forked, all reaped", file=sys.stderr)
+        raise typer.Exit(130) from None
+    if json_out:
+        print(json.dumps(results_json(os.getpid(), results)), flush=True)
+
+
+def _counter() -> tuple[Callable[[ChildResult], None], list[ChildResult]]:
+    """A reaping callback that collects results (kept even if the run is interrupted)."""
+    reaped: list[ChildResult] = []
+    return reaped.append, reaped
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pcq fork`` to ``app``."""
+    app.command("fork", help=_HELP)(fork_command)
