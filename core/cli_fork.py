@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from core.console import Console
+from core.errors import PcqError
 from core.forkdemo import ChildResult, require_fork, results_json, run_count, run_interactive
 
 _HELP = (
@@ -38,7 +39,10 @@ def fork_command(
 ) -> None:
     """Run the fork demo (see the command help)."""
     require_fork()
-    console = Console(stream=sys.stderr if json_out else sys.stdout)
+    stream = sys.stderr if json_out else sys.stdout
+    if stream is None or (json_out and sys.stdout is None):
+        raise PcqError("stdout or stderr is closed: nowhere to print the demo")
+    console = Console(stream=stream)
     on_reaped, reaped = _counter()
     try:
         if count is not None:

@@ -117,8 +117,9 @@ class Forker:
         """Fork one child (which says hello and exits); return its pid."""
         # Flush before forking: the child gets a copy of any unwritten buffered
         # output, and its own flush would print that text a second time.
-        for stream in (self.console.stream or sys.stdout, sys.stdout, sys.stderr):
-            stream.flush()
+        for stream in (self.console.stream, sys.stdout, sys.stderr):
+            if stream is not None:  # None: the stream was closed when Python started
+                stream.flush()
         pid = os.fork()
         if pid == 0:
             _child(self.console)  # pragma: no cover - runs in the child, never returns
