@@ -22,6 +22,7 @@ from core.errors import PcqError
 # Modules that add sub-commands (each defines ``register(app: typer.Typer)``).
 COMMAND_MODULES: tuple[str, ...] = (
     "core.cli_fork",
+    "core.cli_local",
 )
 
 app = typer.Typer(

@@ -1,0 +1,169 @@
+"""``pcq local``: the multiprocessing producer/consumer demo on this machine."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.errors import PcqError, UsageProblem
+from core.local import LocalConfig, default_start_method, run_local, stop_helpers
+from core.report import render_table
+
+__all__ = ["local", "register"]
+
+START_METHOD_HELP = (
+    "How children start: fork (default on Linux: a millisecond per child; our parent "
+    "runs no threads, the reason 3.14 moved Linux to forkserver), spawn (a fresh "
+    "interpreter, the macOS/Windows default) or forkserver."
+)
+
+
+def read_names(path: Path) -> tuple[str, ...]:
+    """Non-blank lines of ``path``, stripped; a usage error if there are none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageProblem(f"names file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageProblem(f"cannot read names file {path}: {exc}") from None
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not names:
+        raise UsageProblem(f"names file is empty: {path}")
+    return names
+
+
+def build_config(
+    *,
+    producers: int | None,
+    consumers: int | None,
+    items: int | None,
+    names_file: Path | None,
+    max_delay: float,
+    seed: int | None,
+    start_method: str,
+    queue_size: int | None,
+    batch: int,
+    quiet: bool,
+    as_json: bool,
+    max_deliveries: int,
+    kill_consumer_after: int | None,
+) -> LocalConfig:
+    """Validate the options (usage errors exit 2) and build the run's config."""
+    if items is not None and names_file is not None:
+        raise UsageProblem("--items and --names-file are mutually exclusive")
+    if not math.isfinite(max_delay) or max_delay < 0:
+        raise UsageProblem(f"--max-delay must be a number >= 0, not {max_delay}")
+    if start_method not in mp.get_all_start_methods():
+        methods = ", ".join(mp.get_all_start_methods())
+        raise UsageProblem(f"--start-method {start_method} is not available here ({methods})")
+    names = read_names(names_file) if names_file is not None else None
+    return LocalConfig(
+        producers=producers,
+        consumers=consumers,
+        items=items,
+        names=names,
+        max_delay=max_delay,
+        seed=seed,
+        start_method=start_method,
+        queue_size=queue_size,
+        batch=batch,
+        quiet=quiet,
+        json=as_json,
+        max_deliveries=max_deliveries,
+        kill_consumer_after=kill_consumer_after,
+    )
+
+
+def local(
+    producers: Annotated[
+        int | None,
+        typer.Option("--producers", min=1, help="Producer processes [default: one per list, 3]."),
+    ] = None,
+    consumers: Annotated[
+        int | None,
+        typer.Option("--consumers", min=1, help="Consumer processes [default: 2 x producers]."),
+    ] = None,
+    items: Annotated[
+        int | None,
+        typer.Option("--items", min=0, help="Generate N names instead of the seed's lists."),
+    ] = None,
+    names_file: Annotated[
+        Path | None,
+        typer.Option("--names-file", dir_okay=False, help="Read names from PATH, one per line."),
+    ] = None,
+    max_delay: Annotated[
+        float,
+        typer.Option("--max-delay", help="Simulated work per item: random sleep in [0, SECONDS]."),
+    ] = 0.5,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed the random work times (reproducible).")
+    ] = None,
+    start_method: Annotated[
+        str, typer.Option("--start-method", help=START_METHOD_HELP)
+    ] = default_start_method(),
+    queue_size: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-size", min=1,
+            help="Bound the queue to N messages: producers block when full (backpressure).",
+        ),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Items per queue message (speed).")
+    ] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-item lines.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object on stdout; demo lines go to stderr.")
+    ] = False,
+    max_deliveries: Annotated[
+        int,
+        typer.Option(
+            "--max-deliveries", min=1, help="Dead-letter an item whose handler failed N times."
+        ),
+    ] = 5,
+    kill_consumer_after: Annotated[
+        int | None,
+        typer.Option(
+            "--kill-consumer-after", min=1, hidden=True,
+            help="Test hook: the first consumer SIGKILLs itself in the middle of its Nth item.",
+        ),
+    ] = None,
+) -> None:
+    """Run the seed's producer/consumer demo with processes on this machine."""
+    cfg = build_config(
+        producers=producers, consumers=consumers, items=items, names_file=names_file,
+        max_delay=max_delay, seed=seed, start_method=start_method, queue_size=queue_size,
+        batch=batch, quiet=quiet, as_json=as_json, max_deliveries=max_deliveries,
+        kill_consumer_after=kill_consumer_after,
+    )
+    try:
+        result = run_local(cfg)
+    finally:
+        stop_helpers()  # pcq exits next: reap multiprocessing's helper processes
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), default=lambda o: o.__dict__) + "\n")
+        sys.stdout.flush()
+    else:
+        render_table(result, sys.stdout)
+    if result.failure:
+        raise PcqError(result.failure)
+    if result.interrupted:
+        print(
+            f"pcq: interrupted: {result.lost} item(s) produced but not consumed, "
+            f"{result.not_produced} never produced",
+            file=sys.stderr,
+        )
+    elif result.exit_code:
+        print(f"pcq: error: {result.lost} item(s) unaccounted for", file=sys.stderr)
+    raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pcq local`` to the CLI."""
+    app.command("local")(local)

@@ -1,0 +1,332 @@
+"""`LocalQueue`: the multiprocessing transport, built to survive ``kill -9``.
+
+Why not a plain :class:`multiprocessing.Queue`?
+
+* ``Queue.get()`` takes the queue's read lock and keeps holding it *while it
+  blocks waiting for data*. An idle consumer is exactly where a consumer spends
+  most of its life, so that is where a SIGKILL usually lands: the lock stays
+  held by a dead process and every other consumer deadlocks in ``get()``.
+* A message travels through the pipe as a length header and a body, read with
+  two ``read`` calls. A consumer killed between the two leaves the byte stream
+  misaligned for every other reader; the next ``get()`` decodes garbage.
+* ``Queue.put()`` hands the item to a feeder thread: a producer killed right
+  after ``put`` returned may never have written it.
+
+So the wire here is one ``socketpair(AF_UNIX, SOCK_SEQPACKET)``. Producers (and
+the supervisor, for redeliveries and end-of-stream sentinels) ``send`` on one
+end, every consumer ``recv``-s on the other. SEQPACKET keeps message boundaries
+and each send/recv is one atomic system call, so any number of readers and
+writers share it with *no lock at all*: a SIGKILL can never leave a lock held
+nor a message half-read. A full socket buffer blocks ``send``, which is the
+backpressure. Messages are pickled -- fine between our own processes on one
+host (the no-pickle rule is for the network) -- and each one is a batch of
+items with consecutive global indexes: ``(first, deliveries, bodies, budgeted)``.
+
+What a consumer holds is recorded in a :class:`Ledger` in shared memory
+(``RawArray``: lock-free, and a plain store survives the writer's SIGKILL), so
+the supervisor can put back exactly what a dead consumer held.
+"""
+
+from __future__ import annotations
+
+import pickle
+import select
+import socket
+from collections.abc import Iterator, Sequence
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from core.errors import PcqError
+from core.transport import Item
+
+__all__ = ["MAX_MESSAGE", "SENTINEL", "Ledger", "LocalQueue", "encode", "runs"]
+
+# Largest datagram we send. The socket's default SO_SNDBUF (~208 KiB) caps a
+# single datagram a little below that; 64 KiB keeps well clear of it.
+MAX_MESSAGE = 64 * 1024
+SENTINEL = b"S"  # end of stream for one consumer; pickles never start with "S"
+SNDBUF = 1 << 20  # a deeper buffer means fewer producer wake-ups (capped by wmem_max)
+_INFLIGHT = 4  # per slot: first index, count, deliveries, owes-a-semaphore-release
+
+
+def encode(first: int, deliveries: int, bodies: list[str], budgeted: bool) -> list[bytes]:
+    """Pickle a run of items into one or more messages of at most MAX_MESSAGE bytes."""
+    data = pickle.dumps((first, deliveries, bodies, budgeted), pickle.HIGHEST_PROTOCOL)
+    if len(data) <= MAX_MESSAGE:
+        return [data]
+    if len(bodies) == 1:
+        raise PcqError(f"item {first} is too large for the local queue ({len(data)} bytes)")
+    half = len(bodies) // 2
+    return encode(first, deliveries, bodies[:half], budgeted) + encode(
+        first + half, deliveries, bodies[half:], budgeted
+    )
+
+
+def runs(indexes: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Split sorted indexes into ``(first, count)`` runs of consecutive values."""
+    start = prev = -2
+    for i in indexes:
+        if i != prev + 1:
+            if start >= 0:
+                yield start, prev - start + 1
+            start = i
+        prev = i
+    if start >= 0:
+        yield start, prev - start + 1
+
+
+class Ledger:
+    """Shared-memory bookkeeping, written with plain stores (no locks).
+
+    ``done[i]`` is ``serial + 1`` of the consumer that handled item ``i`` first
+    (``-1``: dead-lettered); ``inflight`` holds, per consumer slot, the range it
+    is working on; ``dups``/``put`` count duplicates per consumer serial and
+    items put per producer; ``flags[0]`` is the stop flag (a byte read per item
+    is far cheaper than ``Event.is_set``, which takes a lock).
+    """
+
+    def __init__(self, ctx: BaseContext, total: int, slots: int, serials: int, producers: int):
+        self.sizes = (total, slots, serials, producers)
+        n = max(total, 1)
+        self.raw = {
+            "done": ctx.RawArray("i", n),
+            "produced_at": ctx.RawArray("d", n),
+            "inflight": ctx.RawArray("q", slots * _INFLIGHT),
+            "dups": ctx.RawArray("q", max(serials, 1)),
+            "put": ctx.RawArray("q", max(producers, 1)),
+            "flags": ctx.RawArray("b", 1),
+        }
+        self._views()
+
+    def _views(self) -> None:
+        # memoryview stores cost a third of ctypes array item access (hot path)
+        codes: dict[str, Any] = {"done": "i", "produced_at": "d", "flags": "b"}
+        for name, arr in self.raw.items():
+            setattr(self, name, memoryview(arr).cast("B").cast(codes.get(name, "q")))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"sizes": self.sizes, "raw": self.raw}  # memoryviews do not pickle (spawn)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._views()
+
+    # Typed as Any: typeshed's memoryview is int-only, produced_at holds floats.
+    done: Any
+    produced_at: Any
+    inflight: Any
+    dups: Any
+    put: Any
+    flags: Any
+
+    def held(self, slot: int) -> tuple[int, int, int, int]:
+        """``(first, count, deliveries, owes)`` recorded for ``slot`` (count 0: nothing)."""
+        base = slot * _INFLIGHT
+        first, count, deliveries, owes = self.inflight[base : base + _INFLIGHT].tolist()
+        return first, count, deliveries, owes
+
+    def clear(self, slot: int) -> None:
+        """Forget what ``slot`` held."""
+        base = slot * _INFLIGHT
+        self.inflight[base + 1] = 0
+        self.inflight[base + 3] = 0
+
+
+class LocalQueue:
+    """The local :class:`~core.transport.Transport` (see the module docstring).
+
+    One object is created by the supervisor and handed to every child, which
+    then calls :meth:`attach_producer` or :meth:`attach_consumer` once.
+    """
+
+    def __init__(
+        self,
+        ctx: BaseContext,
+        ledger: Ledger,
+        *,
+        queue_size: int | None = None,
+        max_deliveries: int = 5,
+    ) -> None:
+        self.ledger = ledger
+        self.max_deliveries = max_deliveries
+        # Bounded by messages. A plain Semaphore, not BoundedSemaphore: the
+        # supervisor may release on behalf of a consumer that died between recv
+        # and release, and an over-release must not crash anyone.
+        self.sem = ctx.Semaphore(queue_size) if queue_size else None
+        self.queue_size = queue_size
+        self.tx, self.rx = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.ev_tx, self.ev_rx = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sock in (self.tx, self.ev_tx):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        self.producer = -1
+        self.slot = -1
+        self.serial = -1
+        self._left = 0
+        self._buf: bytearray | None = None
+        self._poll: Any = None
+
+    # ---------------------------------------------------------------- set-up
+    def attach_producer(self, index: int) -> None:
+        """Called once in a producer process."""
+        self.producer = index
+
+    def attach_consumer(self, slot: int, serial: int) -> None:
+        """Called once in a consumer process (``serial`` is unique per process)."""
+        self.slot, self.serial = slot, serial
+        self._buf = bytearray(MAX_MESSAGE + 1)
+        self._poll = select.poll()
+        self._poll.register(self.rx.fileno(), select.POLLIN)
+
+    def stopping(self) -> bool:
+        """True once the supervisor asked everyone to stop (Ctrl-C)."""
+        return self.ledger.flags[0] != 0
+
+    def close(self) -> None:
+        """Close this process's socket handles (each process holds its own)."""
+        for sock in (self.tx, self.rx, self.ev_tx, self.ev_rx):
+            sock.close()
+
+    # -------------------------------------------------------------- producer
+    def put(self, items: Sequence[Item]) -> None:
+        """Send ``items`` (one message, or several if too large); blocks when full."""
+        if not items:
+            return
+        first = int(items[0].id)
+        if int(items[-1].id) != first + len(items) - 1:  # not one run: send run by run
+            by_id = {int(it.id): it for it in items}
+            for start, count in runs(sorted(by_id)):
+                self.put([by_id[i] for i in range(start, start + count)])
+            return
+        stamps = self.ledger.produced_at
+        for k, item in enumerate(items):
+            stamps[first + k] = item.produced_at
+        bodies = [item.body for item in items]
+        for data in encode(first, items[0].deliveries, bodies, self.sem is not None):
+            if not self._acquire():
+                return  # stopping: never put, so never counted as produced
+            self.tx.send(data)
+        if self.producer >= 0:
+            self.ledger.put[self.producer] += len(items)
+
+    def _acquire(self) -> bool:
+        if self.sem is None:
+            return True
+        while not self.sem.acquire(True, 0.1):
+            if self.stopping():
+                return False
+        return True
+
+    def end_stream(self) -> None:
+        """Nothing to send: the supervisor ends the stream once every item is done."""
+
+    # -------------------------------------------------------------- consumer
+    def get(self, timeout: float) -> list[Item] | None:
+        """Claim the next message: ``[]`` after ``timeout``, ``None`` on a sentinel."""
+        assert self._buf is not None, "attach_consumer() first"
+        try:
+            n = self.rx.recv_into(self._buf, MAX_MESSAGE + 1, socket.MSG_DONTWAIT | socket.MSG_TRUNC)
+        except BlockingIOError:
+            # Wait, then try once more: another consumer may win the message,
+            # which is fine (recv is atomic), we just report a timeout.
+            if not self._poll.poll(int(timeout * 1000)):
+                return []
+            try:
+                n = self.rx.recv_into(self._buf, MAX_MESSAGE + 1, socket.MSG_DONTWAIT | socket.MSG_TRUNC)
+            except BlockingIOError:
+                return []
+        if n > MAX_MESSAGE:
+            raise PcqError(f"oversized local message ({n} bytes)")
+        if n == 1 and self._buf[0] == SENTINEL[0]:
+            return None
+        return self._claim(*pickle.loads(memoryview(self._buf)[:n]))
+
+    def _claim(self, first: int, deliveries: int, bodies: list[str], budgeted: bool) -> list[Item]:
+        # Record the claim *before* releasing the queue slot: a consumer killed
+        # in between then still shows "owes a release" and the supervisor pays it.
+        base = self.slot * _INFLIGHT
+        count = len(bodies)
+        view = self.ledger.inflight
+        view[base] = first
+        view[base + 2] = deliveries + 1
+        view[base + 3] = int(budgeted)
+        view[base + 1] = count  # written last: a non-zero count means the record is whole
+        if budgeted and self.sem is not None:
+            self.sem.release()
+            view[base + 3] = 0
+        self._left = count
+        stamps = self.ledger.produced_at
+        d = deliveries + 1
+        return [Item(str(first + k), body, stamps[first + k], d) for k, body in enumerate(bodies)]
+
+    def _settle(self, count: int) -> None:
+        self._left -= count
+        if self._left <= 0:
+            self.ledger.inflight[self.slot * _INFLIGHT + 1] = 0
+
+    def ack(self, item: Item) -> None:
+        """Record ``item`` as handled by this consumer (a second time: a duplicate)."""
+        idx = int(item.id)
+        done = self.ledger.done
+        if done[idx]:
+            self.ledger.dups[self.serial] += 1
+        else:
+            done[idx] = self.serial + 1
+        self._settle(1)
+
+    def nack(self, item: Item, reason: str) -> None:
+        """Handler failed: have the supervisor deliver it again, or dead-letter it."""
+        kind = "dead" if item.deliveries >= self.max_deliveries else "retry"
+        self._event(kind, int(item.id), item.deliveries, [item.body], reason)
+        self._settle(1)
+
+    def release(self, items: Sequence[Item]) -> None:
+        """Hand back unhandled items (when stopping they stay counted as not consumed)."""
+        if items and not self.stopping():
+            first = int(items[0].id)
+            # deliveries - 1: a delivery that was never attempted does not count
+            self._event("requeue", first, items[0].deliveries - 1, [i.body for i in items], "")
+        self._settle(len(items))
+
+    def _event(self, kind: str, first: int, deliveries: int, bodies: list[str], why: str) -> None:
+        # Events go to the supervisor, never straight back onto the queue: if
+        # every consumer re-sent at once into a full queue, nobody would be left
+        # to drain it. The supervisor's outbox never blocks.
+        self.ev_tx.send(pickle.dumps((kind, first, deliveries, bodies, why[:500])))
+
+    # ------------------------------------------------------------ supervisor
+    def send_nowait(self, data: bytes) -> bool:
+        """Supervisor: send one encoded message without blocking (False if full)."""
+        try:
+            self.tx.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        return True
+
+    def events(self) -> list[tuple[str, int, int, list[str], str]]:
+        """Supervisor: every event consumers sent since the last call."""
+        out: list[tuple[str, int, int, list[str], str]] = []
+        while True:
+            try:
+                data = self.ev_rx.recv(MAX_MESSAGE + 1024, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return out
+            out.append(pickle.loads(data))
+
+    def backlog(self) -> bool:
+        """Supervisor: is anything waiting in the queue or the event channel?"""
+        ready = select.select([self.rx, self.ev_rx], [], [], 0)[0]
+        return bool(ready)
+
+    def discard(self) -> int:
+        """Supervisor (shutdown): read and drop queued messages; return items dropped."""
+        dropped = 0
+        while True:
+            try:
+                data = self.rx.recv(MAX_MESSAGE + 1, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return dropped
+            if data != SENTINEL:
+                _, _, bodies, budgeted = pickle.loads(data)
+                dropped += len(bodies)
+                if budgeted and self.sem is not None:
+                    self.sem.release()
