@@ -1,0 +1,198 @@
+"""Settings of the Redis transport, read once at the entry point and passed down.
+
+Modelled on arq's ``RedisSettings``: one frozen, typed object built by
+:meth:`RedisSettings.from_env` (environment variables) and then
+:meth:`RedisSettings.with_overrides` (command-line options, which win). Nothing
+below the entry point reads the environment again.
+
+Environment variables (command-line option in brackets):
+
+======================  =====================================================
+``REDIS_URL``           ``redis://[user:password@]host:port/db`` (``--redis-url``)
+``PCQ_QUEUE``           queue name, default ``pcq`` (``--queue``)
+``PCQ_BATCH``           items per Redis round trip, default 1 (``--batch``)
+``PCQ_MAX_DELIVERIES``  deliveries before dead-lettering, default 5
+``PCQ_HIGH_WATER``      producer waits while the queue is this long (10000)
+``PCQ_HEARTBEAT_TTL``   consumer heartbeat lifetime in seconds, default 5
+``PCQ_MAX_PAYLOAD_BYTES`` size cap of one encoded item, default 64 KiB
+``PCQ_MAX_DELAY``       consumer's handler sleeps up to this long (0.5 s)
+``PCQ_ITEMS``           producer: number of generated items (``--items``)
+``PCQ_REDIS_RETRIES``   reconnection attempts before giving up, default 10
+======================  =====================================================
+
+Bad values raise :class:`core.errors.UsageProblem` (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from core.errors import UsageProblem
+
+__all__ = ["DEFAULT_URL", "RedisSettings", "redact_url"]
+
+DEFAULT_URL = "redis://localhost:6379/0"
+MAX_BATCH = 1000  # Lua's unpack() stack limit is ~8000 values; stay well below it
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+# env var -> (field name, parser)
+_ENV: dict[str, tuple[str, type]] = {
+    "REDIS_URL": ("url", str),
+    "PCQ_QUEUE": ("queue", str),
+    "PCQ_BATCH": ("batch", int),
+    "PCQ_MAX_DELIVERIES": ("max_deliveries", int),
+    "PCQ_HIGH_WATER": ("high_water", int),
+    "PCQ_HEARTBEAT_TTL": ("heartbeat_ttl", float),
+    "PCQ_MAX_PAYLOAD_BYTES": ("max_payload_bytes", int),
+    "PCQ_MAX_DELAY": ("max_delay", float),
+    "PCQ_ITEMS": ("items", int),
+    "PCQ_REDIS_RETRIES": ("retries", int),
+}
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe to print)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Everything the Redis producer and consumer need to know.
+
+    Attributes:
+        url: Redis URL, possibly with credentials (never printed unredacted).
+        queue: Queue name; all its keys share the prefix ``pcq:{queue}``.
+        batch: Items per round trip (producer push, consumer claim).
+        max_deliveries: Deliveries after which a failing item is dead-lettered.
+        high_water: The producer waits while the queue holds this many items
+            (0 disables backpressure).
+        heartbeat_ttl: Seconds a consumer's heartbeat lives without refresh.
+        max_payload_bytes: Encoded items larger than this are dead-lettered.
+        max_delay: Upper bound of the demo handler's random sleep (seconds).
+        items: Producer: how many items to generate (None: the seed's names).
+        retries: Reconnection attempts before a command gives up.
+    """
+
+    url: str = DEFAULT_URL
+    queue: str = "pcq"
+    batch: int = 1
+    max_deliveries: int = 5
+    high_water: int = 10_000
+    heartbeat_ttl: float = 5.0
+    max_payload_bytes: int = 64 * 1024
+    max_delay: float = 0.5
+    items: int | None = None
+    retries: int = 10
+
+    def __post_init__(self) -> None:
+        self._check_url()
+        if not _QUEUE_RE.match(self.queue):
+            raise UsageProblem(f"invalid queue name {self.queue!r} (use 1-64 of A-Z a-z 0-9 _ . -)")
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise UsageProblem(f"batch must be between 1 and {MAX_BATCH}, got {self.batch}")
+        if self.max_deliveries < 1:
+            raise UsageProblem(f"max deliveries must be >= 1, got {self.max_deliveries}")
+        if self.high_water < 0:
+            raise UsageProblem(f"high-water mark must be >= 0, got {self.high_water}")
+        if 0 < self.high_water < self.batch:
+            raise UsageProblem(
+                f"high-water mark ({self.high_water}) must be at least the batch ({self.batch})"
+            )
+        if not (math.isfinite(self.heartbeat_ttl) and self.heartbeat_ttl >= 1):
+            raise UsageProblem(f"heartbeat TTL must be >= 1 second, got {self.heartbeat_ttl}")
+        if self.max_payload_bytes < 256:
+            raise UsageProblem(f"max payload bytes must be >= 256, got {self.max_payload_bytes}")
+        if not (math.isfinite(self.max_delay) and self.max_delay >= 0):
+            raise UsageProblem(f"max delay must be >= 0, got {self.max_delay}")
+        if self.items is not None and self.items < 0:
+            raise UsageProblem(f"items must be >= 0, got {self.items}")
+        if self.retries < 0:
+            raise UsageProblem(f"retries must be >= 0, got {self.retries}")
+
+    def _check_url(self) -> None:
+        shown = redact_url(self.url)
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port
+        except ValueError as exc:
+            raise UsageProblem(f"invalid REDIS_URL {shown}: {exc}") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise UsageProblem(f"invalid REDIS_URL {shown}: scheme must be redis://, rediss:// or unix://")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise UsageProblem(f"invalid REDIS_URL {shown}: no host")
+        if port is not None and not 0 < port < 65536:
+            raise UsageProblem(f"invalid REDIS_URL {shown}: bad port")
+        db = parts.path.lstrip("/")
+        if parts.scheme != "unix" and db and not db.isdigit():
+            raise UsageProblem(f"invalid REDIS_URL {shown}: database must be a number")
+
+    # Construction ------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisSettings:
+        """Build settings from environment variables (unset ones keep defaults)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, (name, kind) in _ENV.items():
+            raw = env.get(var, "").strip()
+            if not raw:
+                continue
+            try:
+                values[name] = kind(raw)
+            except ValueError:
+                raise UsageProblem(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+        return cls(**values)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisSettings:
+        """Build settings for ``url`` (other fields from ``kwargs`` or defaults)."""
+        return cls(url=url, **kwargs)
+
+    def with_overrides(self, **overrides: Any) -> RedisSettings:
+        """Return a copy with every override that is not ``None`` applied."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    # Derived values ----------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """``host:port`` of the server (no credentials), for messages."""
+        parts = urlsplit(self.url)
+        if parts.scheme == "unix":
+            return parts.path
+        return f"{parts.hostname}:{parts.port or 6379}"
+
+    @property
+    def username(self) -> str | None:
+        """User name from the URL, if any."""
+        user = urlsplit(self.url).username
+        return unquote(user) if user else None
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between heartbeats: five beats per TTL."""
+        return self.heartbeat_ttl / 5
+
+    @property
+    def reap_every(self) -> float:
+        """Seconds between reaper passes (2 s for the default 5 s TTL)."""
+        return self.heartbeat_ttl * 0.4
+
+    def __repr__(self) -> str:  # never show the password
+        return f"RedisSettings(url={redact_url(self.url)!r}, queue={self.queue!r}, batch={self.batch})"

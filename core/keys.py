@@ -1,0 +1,110 @@
+"""Every Redis key the list transport uses, in one place.
+
+All keys of queue ``Q`` start with ``pcq:{Q}``. The braces are a Redis Cluster
+hash tag: every key of one queue lands in the same slot, so the Lua scripts
+(which touch several keys at once) stay valid on a cluster too.
+
+Key layout (``P`` = ``pcq:{Q}``)::
+
+    P:queue               LIST   payloads waiting; producers RPUSH at the tail,
+                                 consumers claim from the head (FIFO)
+    P:proc:<consumer>     LIST   payloads a consumer has claimed but not yet
+                                 acknowledged (the reliable-list pattern)
+    P:consumers           SET    consumer ids that may hold a processing list
+    P:hb:<consumer>       STRING heartbeat, JSON {host, pid, ttl, at}; expires
+                                 after PCQ_HEARTBEAT_TTL unless refreshed
+    P:call:<consumer>     STRING id of the consumer's last applied ack+claim
+                                 call, so a call retried after a lost reply is
+                                 not applied twice
+    P:deliveries          HASH   item id -> failed deliveries so far (handler
+                                 raised, or its consumer died); absent = none
+    P:errors              HASH   item id -> last failure reason
+    P:dead                LIST   dead letters: JSON {reason, payload, consumer,
+                                 at, id, run, deliveries}
+    P:stats               HASH   queue-wide counters: acked, redelivered,
+                                 dead_letters, malformed, reaped
+    P:runs                ZSET   run id -> start time (Redis clock)
+    P:open                SET    runs whose producer has not closed its stream
+    P:run:<run>           HASH   produced, seq (last batch pushed), started_at,
+                                 closed_at, redelivered, duplicates, host, pid
+    P:run:<run>:acked     SET    the run's ledger: ids acknowledged at least once
+    P:run:<run>:dead      SET    the run's ids that were dead-lettered
+    P:run:<run>:by        HASH   consumer id -> acknowledgements (duplicates
+                                 included)
+
+Item ids are ``<run>:<n>``; the Lua scripts derive the run from the id.
+Payloads are never rewritten in Redis: delivery counts live in ``P:deliveries``
+(Redis's cjson would round ``produced_at`` to 14 significant digits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names of one queue."""
+
+    queue_name: str
+
+    @property
+    def prefix(self) -> str:
+        """Common prefix of every key (with the cluster hash tag)."""
+        return f"pcq:{{{self.queue_name}}}"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}:queue"
+
+    @property
+    def consumers(self) -> str:
+        return f"{self.prefix}:consumers"
+
+    @property
+    def deliveries(self) -> str:
+        return f"{self.prefix}:deliveries"
+
+    @property
+    def errors(self) -> str:
+        return f"{self.prefix}:errors"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}:stats"
+
+    @property
+    def runs(self) -> str:
+        return f"{self.prefix}:runs"
+
+    @property
+    def open(self) -> str:
+        return f"{self.prefix}:open"
+
+    def processing(self, consumer: str) -> str:
+        """The consumer's in-flight list (the Lua reaper builds the same name)."""
+        return f"{self.prefix}:proc:{consumer}"
+
+    def heartbeat(self, consumer: str) -> str:
+        return f"{self.prefix}:hb:{consumer}"
+
+    def call(self, consumer: str) -> str:
+        return f"{self.prefix}:call:{consumer}"
+
+    def run(self, run: str) -> str:
+        return f"{self.prefix}:run:{run}"
+
+    def acked(self, run: str) -> str:
+        return f"{self.prefix}:run:{run}:acked"
+
+    def run_dead(self, run: str) -> str:
+        return f"{self.prefix}:run:{run}:dead"
+
+    def by_consumer(self, run: str) -> str:
+        return f"{self.prefix}:run:{run}:by"

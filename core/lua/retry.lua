@@ -1,0 +1,15 @@
+-- A handler failed on an item: count the failed delivery and put it back at the tail.
+-- KEYS[1] processing list, KEYS[2] queue, KEYS[3] deliveries, KEYS[4] errors, KEYS[5] stats
+-- ARGV[1] prefix, ARGV[2] payload, ARGV[3] item id, ARGV[4] reason
+-- Returns 1, or 0 when the item was no longer ours (reaped, or a retried call).
+if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then
+  return 0
+end
+local id = ARGV[3]
+redis.call('HINCRBY', KEYS[3], id, 1)
+redis.call('HSET', KEYS[4], id, ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+local run = string.match(id, '^(.*):%d+$') or ''
+redis.call('HINCRBY', ARGV[1] .. ':run:' .. run, 'redelivered', 1)
+redis.call('HINCRBY', KEYS[5], 'redelivered', 1)
+return 1

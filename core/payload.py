@@ -1,0 +1,139 @@
+"""The wire format of one item on the Redis list: JSON, schema v1, size-capped.
+
+Never pickle: a payload comes from the network, and unpickling runs code.
+
+Schema v1 (one JSON object, exactly these keys)::
+
+    {"v": 1,                      # schema version (int)
+     "id": "<run>:<n>",           # unique item id; the ledger key
+     "run": "<run>",              # the producer run it belongs to
+     "body": "Meatwad",           # the work (the seed's "name")
+     "produced_at": 1732540000.5, # producer's time.time() (number)
+     "deliveries": 0}             # deliveries before it was pushed (int >= 0)
+
+``run`` is 1-64 characters of ``[A-Za-z0-9_-]`` and ``id`` is ``run + ":" +``
+decimal digits. Payloads are never modified once pushed: the live delivery
+count is kept next to them in Redis (see :mod:`core.keys`), so ``deliveries``
+here stays what the producer wrote (0).
+
+:func:`decode` turns anything else -- too large, invalid UTF-8, not JSON, wrong
+schema -- into :class:`BadPayload` with a one-line reason; the consumer
+dead-letters such a payload at once and keeps going.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from typing import Any
+
+from core.transport import Item
+
+__all__ = ["SCHEMA_VERSION", "BadPayload", "dead_record", "decode", "encode", "run_of"]
+
+SCHEMA_VERSION = 1
+_KEYS = frozenset({"v", "id", "run", "body", "produced_at", "deliveries"})
+_RUN_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_ID_RE = re.compile(r"^([A-Za-z0-9_\-]{1,64}):[0-9]{1,18}$")
+_dumps_str = json.JSONEncoder(ensure_ascii=False).encode  # the fast C encoder for one str
+
+
+class BadPayload(ValueError):
+    """A payload that cannot be an item; ``str(exc)`` is the dead-letter reason."""
+
+
+def run_of(item_id: str) -> str:
+    """Return the run part of an item id ``<run>:<n>``."""
+    return item_id.rpartition(":")[0]
+
+
+def encode(item: Item, run: str, max_bytes: int) -> bytes:
+    """Encode ``item`` of ``run`` as a v1 payload.
+
+    Raises:
+        BadPayload: the id does not belong to ``run`` or the result exceeds
+            ``max_bytes`` (refused at the producer rather than dead-lettered).
+    """
+    match = _ID_RE.match(item.id)
+    if match is None or match.group(1) != run:
+        raise BadPayload(f"item id {item.id!r} is not '<run>:<n>' for run {run!r}")
+    if not math.isfinite(item.produced_at):
+        raise BadPayload(f"item {item.id}: produced_at must be a finite number")
+    # Built by hand: id and run are checked above to need no escaping, and
+    # repr(float) is the shortest string that reads back to the same float.
+    text = (
+        f'{{"v":1,"id":"{item.id}","run":"{run}","body":{_dumps_str(item.body)},'
+        f'"produced_at":{float(item.produced_at)!r},"deliveries":{int(item.deliveries)}}}'
+    )
+    raw = text.encode("utf-8")
+    if len(raw) > max_bytes:
+        raise BadPayload(f"item {item.id}: {len(raw)} bytes exceeds the {max_bytes}-byte cap")
+    return raw
+
+
+def decode(raw: bytes, max_bytes: int, deliveries: int = 1) -> Item:
+    """Decode and validate one payload.
+
+    Args:
+        raw: The bytes read from Redis.
+        max_bytes: Size cap; larger payloads are refused before parsing.
+        deliveries: The live delivery count (this delivery included).
+
+    Raises:
+        BadPayload: with the reason, for anything that is not a v1 item.
+    """
+    if len(raw) > max_bytes:
+        raise BadPayload(f"oversize: {len(raw)} bytes exceeds the {max_bytes}-byte cap")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadPayload(f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise BadPayload("not JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise BadPayload(f"not JSON: {exc}") from None
+    return _validate(obj, deliveries)
+
+
+def _validate(obj: Any, deliveries: int) -> Item:
+    if type(obj) is not dict:
+        raise BadPayload(f"wrong schema: expected a JSON object, got {type(obj).__name__}")
+    if obj.keys() != _KEYS:
+        missing = sorted(_KEYS - obj.keys())
+        extra = sorted(obj.keys() - _KEYS)
+        raise BadPayload(f"wrong schema: missing keys {missing}, unexpected keys {extra}")
+    if obj["v"] != SCHEMA_VERSION or type(obj["v"]) is not int:
+        raise BadPayload(f"wrong schema: unsupported version {obj['v']!r}")
+    item_id, run, body = obj["id"], obj["run"], obj["body"]
+    if type(run) is not str or not _RUN_RE.match(run):
+        raise BadPayload("wrong schema: 'run' must be 1-64 of [A-Za-z0-9_-]")
+    if type(item_id) is not str or not item_id.startswith(run) or not _ID_RE.match(item_id):
+        raise BadPayload("wrong schema: 'id' must be '<run>:<n>'")
+    if type(body) is not str:
+        raise BadPayload(f"wrong schema: 'body' must be a string, got {type(body).__name__}")
+    produced_at = obj["produced_at"]
+    if type(produced_at) not in (int, float) or not math.isfinite(produced_at):
+        raise BadPayload("wrong schema: 'produced_at' must be a finite number")
+    pushed = obj["deliveries"]
+    if type(pushed) is not int or pushed < 0:
+        raise BadPayload("wrong schema: 'deliveries' must be an integer >= 0")
+    return Item(item_id, body, float(produced_at), pushed + deliveries)
+
+
+def dead_record(raw: bytes, reason: str, consumer: str, at: float, **extra: Any) -> str:
+    """Return the JSON dead-letter record for ``raw``.
+
+    The payload is kept as text when it is valid UTF-8, else base64 in
+    ``payload_b64``, so a record is always valid JSON and nothing is dropped.
+    """
+    record: dict[str, Any] = {"reason": reason, "consumer": consumer, "at": round(at, 3)}
+    try:
+        record["payload"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        record["payload_b64"] = base64.b64encode(raw).decode("ascii")
+    record.update(extra)
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,402 @@
+"""A reliable Redis list as the queue: :class:`RedisQueue` implements the Transport.
+
+The reliable-list pattern (key layout in :mod:`core.keys`):
+
+* **produce** -- a producer *run* (id ``<run>``, items ``<run>:<n>``) is
+  registered, then pushed in batches by one Lua call each (``push.lua``): the
+  push, the run's ``produced`` count and a batch sequence number change
+  together, so a push retried after a lost reply is not applied twice. The call
+  pushes nothing while the queue is above the high-water mark: backpressure.
+  ``end_stream`` closes the run.
+* **claim** -- a consumer moves up to ``batch`` payloads from the queue into its
+  own processing list in one Lua call (``claim.lua``); when the queue is empty
+  it blocks in ``BLMOVE``. The same call first acknowledges the previous batch:
+  one round trip per batch.
+* **ack** -- remove from the processing list, add the id to the run's ledger
+  (a SET: adding an id already there counts a duplicate) and bump the
+  per-consumer count. Acks are buffered until the next claim (or 0.5 s).
+* **nack** -- a handler failure counts a failed delivery (``retry.lua``) and
+  puts the item back at the tail, or, at ``max_deliveries``, moves it to the
+  dead-letter list with the reason (``dead.lua``).
+* **heartbeat / reaper** -- a background thread refreshes ``hb:<consumer>``
+  (TTL ``heartbeat_ttl``) five times per TTL, and every ``0.4 x TTL`` runs
+  ``reap.lua``: the processing lists of consumers whose heartbeat expired go
+  back to the head of the queue, each item counted as a failed delivery (so an
+  item that keeps killing its consumer is dead-lettered too). With the default
+  5 s TTL a SIGKILLed consumer's items are back in play within ~7 s.
+* **bad payloads** (not JSON, wrong schema, too big, invalid UTF-8) are
+  dead-lettered at once with the reason; the consumer keeps going.
+
+Consumer ids are ``<hostname>:<pid>`` (in a container the hostname is the
+container id), so ``pcq consume --check`` finds its own container's consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+
+import redis
+from redis.exceptions import RedisError
+
+from core.config import RedisSettings
+from core.errors import PcqError
+from core.keys import Keys
+from core.payload import BadPayload, dead_record, decode, encode
+from core.redisconn import Retrier, stderr_log
+from core.tally import queue_status
+from core.transport import Item
+
+__all__ = ["RedisQueue", "consumer_id", "new_run_id", "queue_status"]
+
+ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
+_LUA_DIR = Path(__file__).with_name("lua")
+Notify = Callable[[str], None]
+
+
+@cache
+def _lua(name: str) -> str:
+    return (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def consumer_id() -> str:
+    """This process's consumer id: ``<hostname>:<pid>``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_run_id() -> str:
+    """A fresh producer run id (12 hex digits)."""
+    return uuid.uuid4().hex[:12]
+
+
+class _Scripts:
+    """The Lua scripts, registered once per client (EVALSHA, reloaded on NOSCRIPT)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        reg = client.register_script
+        self.push = reg(_lua("push"))
+        self.claim = reg(_lua("claim"))
+        self.retry = reg(_lua("retry"))
+        self.dead = reg(_lua("dead"))
+        self.release = reg(_lua("release"))
+        self.reap = reg(_lua("reap"))
+        self.drained = reg(_lua("drained"))
+
+
+class RedisQueue:
+    """The Transport over a reliable Redis list (one object per process role).
+
+    Args:
+        client: From :func:`core.redisconn.connect`; the caller closes it.
+        settings: Queue name, batch, caps, heartbeat TTL, retries.
+        consumer: Consumer id (default :func:`consumer_id`).
+        run: Producer run id (default: a fresh one at :meth:`open_run`).
+        drain: ``get`` returns ``None`` once the queue is drained (no open
+            stream, nothing queued, nothing in flight anywhere).
+        log: Sink for retry lines (stderr).
+        notify: Sink for events worth a console line (dead letters, reaping).
+        wait: Sleep used between retries and backpressure polls.
+        put_timeout: Longest a ``put`` waits for room below the high-water mark.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: RedisSettings,
+        *,
+        consumer: str | None = None,
+        run: str | None = None,
+        drain: bool = False,
+        log: Notify = stderr_log,
+        notify: Notify | None = None,
+        wait: Callable[[float], object] = time.sleep,
+        put_timeout: float | None = 300.0,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.queue)
+        self.consumer = consumer or consumer_id()
+        self.run = run
+        self.drain = drain
+        self.notify = notify or log
+        self.put_timeout = put_timeout
+        self._wait = wait
+        self._retry = Retrier(settings, log, wait)
+        self._scripts = _Scripts(client)
+        self._seq = 0
+        self._held: dict[str, list[bytes]] = {}
+        self._acks: list[bytes | str] = []
+        self._ack_since = 0.0
+        self._calls = 0
+        self._call_prefix = uuid.uuid4().hex[:8]
+        self._heart: _Heartbeat | None = None
+
+    # Producer side -------------------------------------------------------------
+    def open_run(self) -> str:
+        """Register this producer's run (stream open); return the run id."""
+        if self.run is None:
+            self.run = new_run_id()
+        run, k = self.run, self.keys
+
+        def register() -> None:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(k.run(run), "started_at", repr(time.time()))
+                pipe.hset(k.run(run), mapping={"host": socket.gethostname(), "pid": os.getpid()})
+                pipe.hsetnx(k.run(run), "produced", 0)
+                pipe.sadd(k.open, run)
+                pipe.zadd(k.runs, {run: time.time()}, nx=True)
+                pipe.execute()
+
+        self._retry.call(register)
+        return run
+
+    def put(self, items: Sequence[Item]) -> None:
+        """Push ``items`` as one batch; wait while the queue is at its high-water mark."""
+        if not items:
+            return
+        run = self.run if self.run is not None else self.open_run()
+        raws = [encode(item, run, self.settings.max_payload_bytes) for item in items]
+        self._seq += 1
+        keys = [self.keys.queue, self.keys.run(run)]
+        args: list[bytes | str | int] = [self.settings.high_water, self._seq, *raws]
+        deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
+        pause, warned = 0.01, False
+        while True:
+            status, length = self._retry.call(self._scripts.push, keys, args)
+            if status != 0:
+                return
+            if not warned:
+                self.notify(
+                    f"queue {self.settings.queue} holds {length} items "
+                    f"(high-water {self.settings.high_water}): producer waiting"
+                )
+                warned = True
+            if deadline is not None and time.monotonic() > deadline:
+                raise PcqError(
+                    f"queue {self.settings.queue} stayed above its high-water mark for "
+                    f"{self.put_timeout:g}s: are any consumers running?"
+                )
+            self._wait(pause)
+            pause = min(0.25, pause * 2)
+
+    def end_stream(self) -> None:
+        """Close this producer's stream (``consume --drain`` waits for that)."""
+        if self.run is None:
+            return
+        run, k = self.run, self.keys
+
+        def close() -> None:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(k.run(run), "closed_at", repr(time.time()))
+                pipe.srem(k.open, run)
+                pipe.execute()
+
+        self._retry.call(close)
+
+    # Consumer side -------------------------------------------------------------
+    def start(self) -> None:
+        """Register this consumer (first heartbeat) and start the heartbeat thread."""
+        if self._heart is not None:
+            return
+        self._retry.call(self.beat)
+        self._heart = _Heartbeat(self)
+        self._heart.start()
+
+    def beat(self) -> None:
+        """Refresh the heartbeat and (re-)register: a reaped consumer comes back."""
+        k, ttl = self.keys, self.settings.heartbeat_ttl
+        value = json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "ttl": ttl, "at": time.time()}
+        )
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(k.heartbeat(self.consumer), value, px=int(ttl * 1000))
+            pipe.sadd(k.consumers, self.consumer)
+            pipe.execute()
+
+    def reap(self) -> tuple[int, int, int]:
+        """Requeue the items of consumers whose heartbeat expired.
+
+        Returns:
+            (consumers reaped, items requeued, items dead-lettered).
+        """
+        k = self.keys
+        keys = [k.consumers, k.queue, k.deliveries, k.errors, k.dead, k.stats]
+        args: list[str | int] = [
+            k.prefix,
+            self.settings.max_deliveries,
+            f"{time.time():.3f}",
+            self.consumer,
+            self.settings.max_payload_bytes,
+        ]
+        reaped, requeued, dead = (int(x) for x in self._scripts.reap(keys, args))
+        if reaped:
+            self.notify(
+                f"reaped {reaped} dead consumer(s): {requeued} item(s) back in the queue, "
+                f"{dead} dead-lettered"
+            )
+        return reaped, requeued, dead
+
+    def get(self, timeout: float) -> Sequence[Item] | None:
+        """Claim up to one batch (see :class:`core.transport.Transport`)."""
+        self.start()
+        items = self._ack_claim(self.settings.batch)
+        if items:
+            return items
+        k = self.keys
+        raw = self._retry.call(
+            self.client.blmove, k.queue, k.processing(self.consumer), timeout, "LEFT", "RIGHT"
+        )
+        if raw is not None:
+            return self._ack_claim(self.settings.batch - 1)
+        if self.drain and self.drained():
+            return None
+        return []
+
+    def drained(self) -> bool:
+        """True when no stream is open and no item is queued or in flight."""
+        k = self.keys
+        keys = [k.runs, k.open, k.queue, k.consumers]
+        return bool(self._retry.call(self._scripts.drained, keys, [k.prefix]))
+
+    def ack(self, item: Item) -> None:
+        """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
+        raw = self._take(item)
+        if not self._acks:
+            self._ack_since = time.monotonic()
+        self._acks += (item.id, raw)
+        if time.monotonic() - self._ack_since > ACK_FLUSH_SECONDS:
+            self.flush()
+
+    def nack(self, item: Item, reason: str) -> None:
+        """Deliver again later, or dead-letter once ``max_deliveries`` is reached."""
+        raw = self._take(item)
+        k, most = self.keys, self.settings.max_deliveries
+        if item.deliveries >= most:
+            why = f"{reason} (delivery {item.deliveries} of max {most})"
+            self._dead_letter(raw, why, item.id, "", deliveries=item.deliveries)
+            return
+        keys = [k.processing(self.consumer), k.queue, k.deliveries, k.errors, k.stats]
+        self._retry.call(self._scripts.retry, keys, [k.prefix, raw, item.id, reason])
+
+    def release(self, items: Sequence[Item]) -> None:
+        """Hand back unhandled items to the head of the queue (no delivery counted)."""
+        raws = [self._take(item) for item in items]
+        if raws:
+            k = self.keys
+            self._retry.call(self._scripts.release, [k.processing(self.consumer), k.queue], raws)
+
+    def flush(self) -> None:
+        """Send buffered acknowledgements now."""
+        if self._acks:
+            self._ack_claim(0, keep=True)
+
+    def close(self) -> None:
+        """Flush acks, hand back anything held, stop the heartbeat, deregister.
+
+        A consumer that still holds items (it could not hand them back) stays
+        registered without a heartbeat, so a reaper gives them to another.
+        """
+        try:
+            self.flush()
+            left = [Item(i, "", 0.0) for i, raws in self._held.items() for _ in raws]
+            self.release(left)
+        finally:
+            if self._heart is not None:
+                self._heart.stop()
+                self._heart = None
+                self._retry.call(self._deregister)
+
+    def _deregister(self) -> None:
+        k, me = self.keys, self.consumer
+        if self.client.llen(k.processing(me)) == 0:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.srem(k.consumers, me)
+                pipe.delete(k.heartbeat(me), k.call(me), k.processing(me))
+                pipe.execute()
+
+    # Internals -------------------------------------------------------------------
+    def _take(self, item: Item) -> bytes:
+        raws = self._held.get(item.id)
+        if not raws:
+            raise PcqError(f"item {item.id} is not held by consumer {self.consumer}")
+        raw = raws.pop()
+        if not raws:
+            del self._held[item.id]
+        return raw
+
+    def _ack_claim(self, want: int, keep: bool = False) -> list[Item]:
+        k, me = self.keys, self.consumer
+        self._calls += 1
+        keys = [k.queue, k.processing(me), k.consumers, k.deliveries, k.errors, k.stats, k.call(me)]
+        args = [k.prefix, me, f"{self._call_prefix}:{self._calls}", want, *self._acks]
+        reply = self._retry.call(self._scripts.claim, keys, args)
+        self._acks = []
+        if keep:  # an ack flush mid-batch: what we hold is unchanged
+            return []
+        self._held = {}
+        return self._decode(reply[1:], int(reply[0]) > 0)
+
+    def _decode(self, raws: list[bytes], counted: bool) -> list[Item]:
+        items: list[Item] = []
+        cap = self.settings.max_payload_bytes
+        for raw in raws:
+            try:
+                item = decode(raw, cap)
+            except BadPayload as exc:
+                self._dead_letter(raw, str(exc), "", "malformed")
+                continue
+            self._held.setdefault(item.id, []).append(raw)
+            items.append(item)
+        if counted and items:  # some items failed before: fetch their counts
+            failed = self._retry.call(self.client.hmget, self.keys.deliveries, [i.id for i in items])
+            items = [
+                Item(i.id, i.body, i.produced_at, i.deliveries + int(f)) if f else i
+                for i, f in zip(items, failed)
+            ]
+        return items
+
+    def _dead_letter(self, raw: bytes, reason: str, item_id: str, kind: str, **extra: object) -> None:
+        k = self.keys
+        record = dead_record(raw, reason, self.consumer, time.time(), id=item_id or None, **extra)
+        keys = [k.processing(self.consumer), k.dead, k.stats, k.deliveries, k.errors]
+        self._retry.call(self._scripts.dead, keys, [k.prefix, raw, record, item_id, kind])
+        self.notify(f"{os.getpid()} dead-lettered {item_id or 'a payload'}: {reason}")
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the heartbeat and runs the reaper while the handler works."""
+
+    def __init__(self, queue: RedisQueue) -> None:
+        super().__init__(name="pcq-heartbeat", daemon=True)
+        self.queue = queue
+        self._halt = threading.Event()
+        self.errors = 0
+
+    def run(self) -> None:
+        settings = self.queue.settings
+        next_reap = time.monotonic()
+        while not self._halt.wait(settings.heartbeat_every):
+            try:
+                self.queue.beat()
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + settings.reap_every
+                    self.queue.reap()
+            except (RedisError, PcqError):
+                # Outages are reported by the main thread's retries; keep beating.
+                self.errors += 1
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=settings_join_timeout(self.queue.settings))
+
+
+def settings_join_timeout(settings: RedisSettings) -> float:
+    """Longest wait for the heartbeat thread (one redis-py retry cycle)."""
+    return max(2.0, settings.heartbeat_every * 2)

@@ -1,0 +1,234 @@
+"""RedisQueue (the Transport) in-process, against a real redis-server."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from core.config import RedisSettings
+from core.console import Console
+from core.keys import Keys
+from core.pattern import consume, produce
+from core.redisconn import connect
+from core.redisq import RedisQueue
+from core.tally import queue_status, read_tally
+from core.transport import Item, Transport
+
+
+@pytest.fixture
+def client(redis_settings: RedisSettings) -> Iterator[redis.Redis]:
+    conn = connect(redis_settings)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def quiet() -> Console:
+    return Console(stream=io.StringIO(), quiet=True)
+
+
+def items(run: str, n: int, prefix: str = "name") -> list[Item]:
+    return [Item(f"{run}:{i}", f"{prefix} {i}", time.time()) for i in range(n)]
+
+
+def test_is_a_transport(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    assert isinstance(RedisQueue(client, redis_settings), Transport)
+
+
+def test_produce_consume_exactly_once(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    settings = redis_settings.with_overrides(batch=7)
+    producer = RedisQueue(client, settings)
+    run = producer.open_run()
+    put = produce(producer, items(run, 100), quiet(), batch=13)
+    assert put == 100
+    seen: list[str] = []
+    consumer = RedisQueue(client, settings, consumer="c1", drain=True)
+    try:
+        stats = consume(consumer, lambda item: seen.append(item.id), quiet(), poll=0.1)
+    finally:
+        consumer.close()
+    assert stats.handled == 100
+    assert sorted(seen) == sorted(f"{run}:{i}" for i in range(100))
+    tally = read_tally(client, Keys(settings.queue), run)
+    assert tally["produced"] == 100 and tally["consumed"] == 100 and tally["lost"] == 0
+    assert tally["duplicates"] == 0 and tally["per_consumer"] == {"c1": 100}
+    assert tally["closed"]
+    keys = Keys(settings.queue)
+    assert client.llen(keys.processing("c1")) == 0
+    assert not client.sismember(keys.consumers, "c1")  # deregistered on close
+
+
+def test_fifo_order_and_payload_round_trip(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    producer = RedisQueue(client, redis_settings)
+    run = producer.open_run()
+    sent = [Item(f"{run}:{i}", body, 1732540000.123456789 + i) for i, body in
+            enumerate(["Meatwad", "Ünïcode ✓", 'quo"te\\', ""])]  # fmt: skip
+    producer.put(sent)
+    producer.end_stream()
+    consumer = RedisQueue(client, redis_settings.with_overrides(batch=10), consumer="c")
+    try:
+        got = consumer.get(0.1)
+        assert got is not None
+        assert [(i.id, i.body, i.produced_at, i.deliveries) for i in got] == [
+            (i.id, i.body, i.produced_at, 1) for i in sent
+        ]
+        for item in got:
+            consumer.ack(item)
+    finally:
+        consumer.close()
+
+
+def test_handler_failure_redelivers_then_dead_letters(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(max_deliveries=3)
+    producer = RedisQueue(client, settings)
+    run = producer.open_run()
+    produce(producer, [Item(f"{run}:0", "poison pill", time.time()), *items(run, 5)[1:]], quiet())
+    deliveries: list[int] = []
+
+    def handle(item: Item) -> None:
+        if item.body.startswith("poison"):
+            deliveries.append(item.deliveries)
+            raise ValueError("cannot digest")
+
+    consumer = RedisQueue(client, settings, consumer="c", drain=True)
+    try:
+        stats = consume(consumer, handle, quiet(), poll=0.1)
+    finally:
+        consumer.close()
+    assert deliveries == [1, 2, 3]
+    assert stats.failed == 3 and stats.handled == 4
+    keys = Keys(settings.queue)
+    dead = [json.loads(r) for r in client.lrange(keys.dead, 0, -1)]
+    assert len(dead) == 1
+    assert dead[0]["id"] == f"{run}:0" and dead[0]["deliveries"] == 3
+    assert "ValueError: cannot digest" in dead[0]["reason"] and "max 3" in dead[0]["reason"]
+    assert json.loads(dead[0]["payload"])["body"] == "poison pill"
+    tally = read_tally(client, keys, run)
+    assert (tally["consumed"], tally["dead_letters"], tally["lost"]) == (4, 1, 0)
+    assert tally["redelivered"] == 2
+    assert client.hlen(keys.deliveries) == 0  # no leftovers
+
+
+def test_release_hands_back_without_counting(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    settings = redis_settings.with_overrides(batch=5)
+    producer = RedisQueue(client, settings)
+    run = producer.open_run()
+    producer.put(items(run, 5))
+    a = RedisQueue(client, settings, consumer="a")
+    got = a.get(0.1)
+    assert got is not None and len(got) == 5
+    a.ack(got[0])
+    a.release(got[1:])
+    a.close()
+    b = RedisQueue(client, settings, consumer="b")
+    again = b.get(0.1)
+    assert again is not None
+    assert [i.id for i in again] == [i.id for i in got[1:]]
+    assert all(i.deliveries == 1 for i in again)
+    for item in again:
+        b.ack(item)
+    b.close()
+    tally = read_tally(client, Keys(settings.queue), run)
+    assert tally["consumed"] == 5 and tally["redelivered"] == 0
+    assert tally["per_consumer"] == {"a": 1, "b": 4}
+
+
+def test_reaper_requeues_a_dead_consumers_items(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(batch=3)
+    keys = Keys(settings.queue)
+    producer = RedisQueue(client, settings)
+    run = producer.open_run()
+    producer.put(items(run, 3))
+    dead = RedisQueue(client, settings, consumer="dead")
+    dead.beat()
+    held = dead._ack_claim(3)  # claims without starting a heartbeat thread
+    assert len(held) == 3
+    reaper = RedisQueue(client, settings, consumer="reaper")
+    assert reaper.reap() == (0, 0, 0)  # heartbeat still alive: hands off
+    client.delete(keys.heartbeat("dead"))  # as if its TTL ran out
+    assert reaper.reap() == (1, 3, 0)
+    assert client.llen(keys.processing("dead")) == 0
+    assert not client.sismember(keys.consumers, "dead")
+    again = reaper._ack_claim(3)
+    assert [i.id for i in again] == [i.id for i in held]
+    assert all(i.deliveries == 2 for i in again)
+    assert read_tally(client, keys, run)["redelivered"] == 3
+
+
+def test_malformed_payloads_are_dead_lettered(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    settings = redis_settings.with_overrides(batch=10, max_payload_bytes=1024)
+    keys = Keys(settings.queue)
+    producer = RedisQueue(client, settings)
+    run = producer.open_run()
+    good = items(run, 2)
+    producer.put(good[:1])
+    client.rpush(keys.queue, b"not json", b'{"v":1,"id":"x"}', b"\xff\xfeinvalid", b"[" * 2000)
+    client.rpush(keys.queue, json.dumps({"v": 1, "body": "x" * 2000}))
+    producer.put(good[1:])
+    producer.end_stream()
+    seen: list[str] = []
+    consumer = RedisQueue(client, settings, consumer="c", drain=True, notify=lambda line: None)
+    try:
+        consume(consumer, lambda i: seen.append(i.id), quiet(), poll=0.1)
+    finally:
+        consumer.close()
+    assert seen == [good[0].id, good[1].id]
+    reasons = [json.loads(r)["reason"] for r in client.lrange(keys.dead, 0, -1)]
+    assert reasons[0].startswith("not JSON")
+    assert reasons[1].startswith("wrong schema")
+    assert reasons[2].startswith("invalid UTF-8")
+    assert reasons[3].startswith("oversize") and reasons[4].startswith("oversize")
+    record = json.loads(client.lrange(keys.dead, 2, 2)[0])
+    assert "payload_b64" in record
+    assert queue_status(settings, client)["stats"]["malformed"] == 5
+
+
+def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    settings = redis_settings.with_overrides(high_water=10, batch=5)
+    keys = Keys(settings.queue)
+    lines: list[str] = []
+    consumer = RedisQueue(client, settings, consumer="c")
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # the producer's pause: let a consumer take 5
+        waits.append(seconds)
+        got = consumer.get(0.1)
+        assert got is not None
+        for item in got:
+            consumer.ack(item)
+
+    producer = RedisQueue(client, settings, notify=lines.append, wait=wait)
+    run = producer.open_run()
+    batch = items(run, 15)
+    for i in range(0, 15, 5):
+        producer.put(batch[i : i + 5])
+        assert client.llen(keys.queue) <= 10
+    consumer.close()
+    assert len(waits) == 1 and any("high-water 10" in line for line in lines)
+
+
+def test_queue_status(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    settings = redis_settings.with_overrides(batch=2)
+    producer = RedisQueue(client, settings)
+    run = producer.open_run()
+    producer.put(items(run, 5))
+    consumer = RedisQueue(client, settings, consumer="host:1")
+    try:
+        assert consumer.get(0.1) is not None
+        status = queue_status(settings, client)
+        assert status["length"] == 3 and status["in_flight"] == 2 and status["open_runs"] == 1
+        [me] = status["consumers"]
+        assert me["id"] == "host:1" and me["alive"] and me["in_flight"] == 2
+        assert 0 <= me["heartbeat_age"] < settings.heartbeat_ttl
+    finally:
+        consumer.close()
