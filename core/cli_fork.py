@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from core.console import Console
 from core.errors import PcqError
-from core.forkdemo import ChildResult, require_fork, results_json, run_count, run_interactive
+from core.forkdemo import Forker, require_fork, results_json, run_count, run_interactive
 
 _HELP = (
     "Fork child processes like the seed article does, but reap every one.\n\n"
@@ -42,27 +41,21 @@ def fork_command(
     stream = sys.stderr if json_out else sys.stdout
     if stream is None or (json_out and sys.stdout is None):
         raise PcqError("stdout or stderr is closed: nowhere to print the demo")
-    console = Console(stream=stream)
-    on_reaped, reaped = _counter()
+    forker = Forker(Console(stream=stream))
     try:
         if count is not None:
-            results = run_count(count, console, on_reaped)
+            results = run_count(count, forker)
         else:
             if sys.stdin.isatty():
                 print("Press Enter to fork a child, q to quit.", file=sys.stderr, flush=True)
-            results = run_interactive(sys.stdin, console, on_reaped)
+            results = run_interactive(sys.stdin, forker)
     except KeyboardInterrupt:
-        # The Forker has already waited for every child it started (also on Ctrl-C).
-        print(f"pcq: interrupted; {len(reaped)} children forked, all reaped", file=sys.stderr)
+        # run_* have already waited for every child forked (also on Ctrl-C).
+        left = f"{len(forker.pending)} not reaped" if forker.pending else "all reaped"
+        print(f"pcq: interrupted; {forker.forked} children forked, {left}", file=sys.stderr)
         raise typer.Exit(130) from None
     if json_out:
         print(json.dumps(results_json(os.getpid(), results)), flush=True)
-
-
-def _counter() -> tuple[Callable[[ChildResult], None], list[ChildResult]]:
-    """A reaping callback that collects results (kept even if the run is interrupted)."""
-    reaped: list[ChildResult] = []
-    return reaped.append, reaped
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
@@ -99,17 +100,46 @@ def _child(console: Console) -> None:
         os._exit(code)
 
 
+@contextmanager
+def _sigint_blocked() -> Iterator[Callable[[], None]]:
+    """Hold Ctrl-C (SIGINT) back for a few lines; yield a function that restores it.
+
+    Between ``os.fork()`` returning and the parent recording the new pid, a
+    KeyboardInterrupt would leave a child nobody knows to wait for. A blocked
+    signal stays pending and is delivered (as KeyboardInterrupt) once unblocked.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on POSIX
+        yield lambda: None
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])  # read the mask, change nothing
+
+    def restore() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        yield restore
+    finally:
+        restore()
+
+
 class Forker:
     """Fork children and reap every one of them.
 
     Call :meth:`reap_all` in a ``finally`` block: whatever ends the run
     (normal end, EOF, Ctrl-C or an error), it waits for every child still
     running, so none is left as a zombie.
+
+    Attributes:
+        forked: How many children were forked.
+        pending: Children forked and not reaped yet.
+        results: How each reaped child ended, in reaping order.
     """
 
     def __init__(self, console: Console, on_reaped: Callable[[ChildResult], None] | None = None):
         self.console = console
         self.on_reaped = on_reaped
+        self.forked = 0
         self.pending: list[int] = []
         self.results: list[ChildResult] = []
 
@@ -120,10 +150,13 @@ class Forker:
         for stream in (self.console.stream, sys.stdout, sys.stderr):
             if stream is not None:  # None: the stream was closed when Python started
                 stream.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(self.console)  # pragma: no cover - runs in the child, never returns
-        self.pending.append(pid)
+        with _sigint_blocked() as unblock:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child, never returns
+                unblock()
+                _child(self.console)
+            self.pending.append(pid)
+            self.forked += 1
         self.console.line(f"Hello from parent {os.getpid()} {pid}")
         return pid
 
@@ -135,9 +168,9 @@ class Forker:
         code = os.waitstatus_to_exitcode(status)
         result = ChildResult(pid, code if code >= 0 else None, -code if code < 0 else None)
         self.results.append(result)
-        self.console.line(result.describe())
         if self.on_reaped is not None:
             self.on_reaped(result)
+        self.console.line(result.describe())
         return result
 
     def reap_all(self) -> None:
@@ -148,20 +181,15 @@ class Forker:
                 self.reap(self.pending[0])
             except KeyboardInterrupt as exc:  # keep reaping, re-raise afterwards
                 interrupted = exc
-            except ChildProcessError:  # someone else reaped it: nothing left to wait for
+            except ChildProcessError:  # already reaped (Ctrl-C right after waitpid)
                 self.pending.pop(0)
         if interrupted is not None:
             raise interrupted
 
 
-def run_count(
-    count: int,
-    console: Console,
-    on_reaped: Callable[[ChildResult], None] | None = None,
-) -> list[ChildResult]:
+def run_count(count: int, forker: Forker) -> list[ChildResult]:
     """Fork ``count`` children one after another, reaping each; return how they ended."""
     require_fork()
-    forker = Forker(console, on_reaped)
     try:
         for _ in range(count):
             forker.reap(forker.fork())
@@ -179,14 +207,9 @@ def _requests(stdin: TextIO) -> Iterator[None]:
         yield None
 
 
-def run_interactive(
-    stdin: TextIO,
-    console: Console,
-    on_reaped: Callable[[ChildResult], None] | None = None,
-) -> list[ChildResult]:
+def run_interactive(stdin: TextIO, forker: Forker) -> list[ChildResult]:
     """The seed's loop: each line read forks a child; ``q`` or EOF quits."""
     require_fork()
-    forker = Forker(console, on_reaped)
     try:
         for _ in _requests(stdin):
             forker.reap(forker.fork())

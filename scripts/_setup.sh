@@ -12,9 +12,15 @@ as_root() {  # run a command as root: directly, or through password-less sudo
 }
 
 apt_install() {  # apt_install PACKAGE...: Debian packages, non-interactively
+  command -v apt-get >/dev/null || return 1
   say "installing Debian package(s): $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  local log; log=$(mktemp)
+  if as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1 &&
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$log" 2>&1; then
+    rm -f "$log"
+  else
+    tail -20 "$log" >&2; rm -f "$log"; return 1
+  fi
 }
 
 ensure_venv() {

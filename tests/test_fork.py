@@ -125,7 +125,8 @@ def test_library_leaves_no_zombie() -> None:
         seen.append(result.pid)
 
     out = io.StringIO()
-    results = forkdemo.run_count(5, Console(stream=out), on_reaped=right_after_reaping)
+    forker = forkdemo.Forker(Console(stream=out), on_reaped=right_after_reaping)
+    results = forkdemo.run_count(5, forker)
     pids = [r.pid for r in results]
     assert seen == pids and len(set(pids)) == 5
     assert all(r.exit_code == 0 and r.signal is None for r in results)
@@ -153,7 +154,7 @@ def test_buffered_output_is_not_printed_twice(tmp_path: Path) -> None:
     path = tmp_path / "out.txt"
     with path.open("w") as stream:
         stream.write("written before forking\n")  # still in the parent's buffer
-        forkdemo.run_count(2, Console(stream=stream))
+        forkdemo.run_count(2, forkdemo.Forker(Console(stream=stream)))
     text = path.read_text()
     assert text.count("written before forking") == 1, text
     check_demo_lines(text.replace("written before forking\n", ""), os.getpid(), 2)
@@ -216,7 +217,7 @@ def test_without_os_fork_one_line_and_exit_2(
 ) -> None:
     monkeypatch.delattr(os, "fork")
     with pytest.raises(UsageProblem):
-        forkdemo.run_count(1, Console(stream=io.StringIO()))
+        forkdemo.run_count(1, forkdemo.Forker(Console(stream=io.StringIO())))
     with pytest.raises(SystemExit) as exc:
         cli.main(["fork", "--count", "1"])
     assert exc.value.code == 2
@@ -224,3 +225,11 @@ def test_without_os_fork_one_line_and_exit_2(
     assert out == ""
     assert len(err.splitlines()) == 1
     assert err.startswith("pcq: error: os.fork is not available")
+
+
+def test_ctrl_c_is_held_back_while_a_fork_is_recorded() -> None:
+    reached = False
+    with pytest.raises(KeyboardInterrupt), forkdemo._sigint_blocked():
+        os.kill(os.getpid(), signal.SIGINT)
+        reached = True  # the signal waits until the block ends
+    assert reached
