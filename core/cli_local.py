@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -134,6 +135,12 @@ def local(
             help="Test hook: the first consumer SIGKILLs itself in the middle of its Nth item.",
         ),
     ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on", hidden=True, help="Test hook: the handler raises on names containing TEXT."
+        ),
+    ] = None,
 ) -> None:
     """Run the seed's producer/consumer demo with processes on this machine."""
     cfg = build_config(
@@ -142,6 +149,7 @@ def local(
         batch=batch, quiet=quiet, as_json=as_json, max_deliveries=max_deliveries,
         kill_consumer_after=kill_consumer_after,
     )
+    cfg = dataclasses.replace(cfg, fail_on=fail_on)
     try:
         result = run_local(cfg)
     finally:

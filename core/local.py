@@ -85,6 +85,7 @@ class LocalConfig:
     json: bool = False
     max_deliveries: int = 5
     kill_consumer_after: int | None = None  # test hook: consumer #0 SIGKILLs itself
+    fail_on: str | None = None  # test hook: the handler raises on bodies containing this
     poll: float = 0.1  # how often an idle consumer looks at the stop flag
 
 
@@ -156,14 +157,13 @@ def producer_main(
         queue.close()
 
 
-def make_handler(
-    max_delay: float, seed: int | None, serial: int, kill_after: int | None
-) -> Callable[[Item], None]:
+def make_handler(cfg: LocalConfig, serial: int) -> Callable[[Item], None]:
     """The simulated work: sleep a random time in ``[0, max_delay]`` per item.
 
     Each consumer draws from its own RNG seeded from ``--seed`` and its serial
     number, so a run is reproducible per consumer.
     """
+    seed, max_delay, kill_after, fail_on = cfg.seed, cfg.max_delay, cfg.kill_consumer_after, cfg.fail_on
     rng = random.Random(None if seed is None else seed * 1_000_003 + serial)
     started = 0
 
@@ -174,6 +174,8 @@ def make_handler(
             os.kill(os.getpid(), signal.SIGKILL)  # test hook: die mid-item
         if max_delay > 0:
             time.sleep(rng.uniform(0, max_delay))
+        if fail_on is not None and fail_on in item.body:
+            raise ValueError(f"refusing {item.body!r}")
 
     return handle
 
@@ -185,7 +187,7 @@ def consumer_main(
     _child_signals()
     queue.attach_consumer(slot, serial)
     try:
-        handle = make_handler(cfg.max_delay, cfg.seed, serial, cfg.kill_consumer_after)
+        handle = make_handler(cfg, serial)
         consume(queue, handle, console, stop=queue.stopping, poll=cfg.poll)
     finally:
         queue.close()

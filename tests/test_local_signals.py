@@ -1,0 +1,100 @@
+"""Killing consumers and pressing Ctrl-C during `pcq local`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+
+import psutil
+import pytest
+from fixtures_local import run_local_cli, start_local_cli
+
+GOT = re.compile(r"^(\d+) got (.+)$")
+
+
+def read_until(proc: subprocess.Popen[str], pattern: re.Pattern[str], count: int = 1) -> list[str]:
+    """Read stderr lines until ``count`` of them match (the test timeout bounds this)."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    matched = 0
+    for line in proc.stderr:
+        seen.append(line)
+        if pattern.match(line.rstrip("\n")):
+            matched += 1
+            if matched == count:
+                return seen
+    raise AssertionError(f"stream ended before {count} match(es) of {pattern.pattern}: {seen}")
+
+
+def test_sigkill_from_outside_mid_item_loses_nothing() -> None:
+    """A real SIGKILL, sent by the test while the consumer sleeps in its handler.
+
+    With --batch 4 and up to 0.4 s of work per item, the consumer that printed
+    "got" first still holds at least the rest of its batch when it dies.
+    """
+    proc = start_local_cli(
+        "--items", "24", "--producers", "1", "--consumers", "3", "--batch", "4",
+        "--max-delay", "0.4", "--seed", "7", "--json",
+    )
+    try:
+        head = read_until(proc, GOT)
+        victim = int(GOT.match(head[-1].rstrip("\n")).group(1))  # type: ignore[union-attr]
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err = "".join(head) + err
+    assert proc.returncode == 0, err
+    data = json.loads(out)
+    assert (data["consumed"], data["lost"], data["missing"]) == (24, 0, [])
+    assert data["redelivered"] >= 1
+    assert data["replacements"] == 1
+    assert str(victim) in data["per_consumer"]
+    assert len(data["per_consumer"]) == 4  # the dead one, its replacement and two others
+    assert re.search(rf"Consumer {victim} died \(SIGKILL\)", err)
+
+
+def test_kill_hook_consumer_dies_mid_item() -> None:
+    run = run_local_cli(
+        "--items", "30", "--consumers", "2", "--max-delay", "0.01", "--kill-consumer-after",
+        "3", "--quiet", "--json",
+    )
+    assert run.code == 0, run.stderr
+    assert (run.data["consumed"], run.data["lost"], run.data["replacements"]) == (30, 0, 1)
+    assert run.data["redelivered"] >= 1  # the item it was handling when it died
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_ctrl_c_stops_reports_and_leaves_no_process(method: str) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C does."""
+    proc = start_local_cli(
+        "--items", "400", "--max-delay", "0.3", "--queue-size", "4", "--start-method", method,
+        "--json", new_session=True,
+    )
+    try:
+        head = read_until(proc, GOT, count=8)  # running: producers blocked, consumers busy
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len(family) >= 9  # 3 producers and 6 consumers at least
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    err = "".join(head) + err
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    data = json.loads(out)
+    assert data["interrupted"] is True
+    assert data["not_consumed"] == data["produced"] - data["consumed"] - len(data["dead_letters"])
+    assert data["not_produced"] == 400 - data["produced"] > 0
+    assert data["consumed"] >= 8
+    assert re.search(r"^pcq: interrupted: \d+ item\(s\) produced but not consumed", err, re.MULTILINE)
+    # every child (and multiprocessing's helpers) is gone, not left as orphan or zombie
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], [(p.pid, p.status()) for p in alive]
