@@ -24,7 +24,8 @@ apt_install() {  # apt_install PACKAGE...: Debian packages, non-interactively
 }
 
 ensure_venv() {
-  if [ -x .venv/bin/python ] && .venv/bin/python -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null; then
+  # A venv whose pip is missing (an interrupted first run) is made again.
+  if [ -x .venv/bin/python ] && .venv/bin/python -c 'import sys, pip; assert sys.version_info >= (3, 10)' 2>/dev/null; then
     return 0
   fi
   local py=${PYTHON:-python3}
@@ -33,7 +34,7 @@ ensure_venv() {
     { say "needs Python >= 3.10, $py is $("$py" -V 2>&1)"; exit 1; }
   say "creating .venv with $("$py" -V 2>&1)"
   rm -rf .venv
-  if ! "$py" -m venv .venv 2>/dev/null; then
+  if ! "$py" -m venv .venv >/dev/null 2>&1; then
     # Debian ships venv/ensurepip separately (python3-venv).
     rm -rf .venv
     local pkg; pkg="python3-venv python$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"
