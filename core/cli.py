@@ -23,6 +23,8 @@ from core.errors import PcqError
 COMMAND_MODULES: tuple[str, ...] = (
     "core.cli_fork",
     "core.cli_local",
+    "producer.cli",
+    "consumer.cli",
 )
 
 app = typer.Typer(

@@ -185,6 +185,12 @@ class RedisSettings:
         return unquote(user) if user else None
 
     @property
+    def password(self) -> str | None:
+        """Password from the URL, if any (never print it)."""
+        secret = urlsplit(self.url).password
+        return unquote(secret) if secret else None
+
+    @property
     def heartbeat_every(self) -> float:
         """Seconds between heartbeats: five beats per TTL."""
         return self.heartbeat_ttl / 5

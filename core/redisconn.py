@@ -97,6 +97,8 @@ def explain(exc: BaseException, settings: RedisSettings) -> PcqError:
     if isinstance(exc, PcqError):
         return exc
     if isinstance(exc, _FATAL):
+        if settings.password is None:
+            return PcqError(f"redis at {where} requires a password: put it in REDIS_URL")
         return PcqError(f"redis at {where} refused our credentials ({_first_line(exc)})")
     if isinstance(exc, NoPermissionError):
         return PcqError(f"redis at {where}: permission denied ({_first_line(exc)})")

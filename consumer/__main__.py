@@ -1,0 +1,14 @@
+"""``python -m consumer [OPTIONS]`` is ``pcq consume [OPTIONS]``.
+
+``python -m consumer healthcheck`` is ``pcq consume --check`` (for Docker's
+HEALTHCHECK: exit 0 iff a consumer of this host has a live heartbeat).
+"""
+
+import sys
+
+from core.cli import main
+
+args = sys.argv[1:]
+if args[:1] == ["healthcheck"]:
+    args = ["--check", *args[1:]]
+main(["consume", *args])

@@ -1,0 +1,89 @@
+"""``pcq consume``: take items off the Redis list until drained or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from consumer.run import check_health, run_consumer
+from core.config import RedisSettings
+from core.console import Console
+
+__all__ = ["consume", "register"]
+
+
+def consume(
+    drain: Annotated[
+        bool,
+        typer.Option(
+            "--drain",
+            help="Exit once every stream is closed and nothing is queued or in flight "
+            "(default: serve until SIGTERM).",
+        ),
+    ] = False,
+    max_delay: Annotated[
+        float | None,
+        typer.Option("--max-delay", help="Simulated work: random sleep of 0 to SECONDS (env PCQ_MAX_DELAY; 0.5)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-item lines.")] = False,
+    batch: Annotated[
+        int | None, typer.Option("--batch", help="Items claimed per Redis round trip (env PCQ_BATCH; 1).")
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="Queue name (env PCQ_QUEUE; pcq).")
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option("--redis-url", help="redis://user:pass@host:port/db (env REDIS_URL)."),
+    ] = None,
+    max_deliveries: Annotated[
+        int | None,
+        typer.Option(
+            "--max-deliveries",
+            help="Deliveries before a failing item is dead-lettered (env PCQ_MAX_DELIVERIES; 5).",
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Health check: exit 0 iff a consumer of this host (hostname = container id) "
+            "has a live heartbeat, else 1.",
+        ),
+    ] = False,
+) -> None:
+    """Consume items from the Redis list (SIGTERM: finish the item in hand, exit 0).
+
+    A body starting with "poison" always makes the demo handler raise: it is
+    redelivered, then dead-lettered after --max-deliveries.
+    """
+    settings = RedisSettings.from_env().with_overrides(
+        url=redis_url, queue=queue, batch=batch, max_delay=max_delay, max_deliveries=max_deliveries
+    )
+    if check:
+        healthy, why = check_health(settings)
+        print(why, file=sys.stdout if healthy else sys.stderr)
+        raise typer.Exit(0 if healthy else 1)
+    halt = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        halt.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    console = Console(quiet=quiet, host=socket.gethostname())
+    run_consumer(settings, console, drain=drain, stop=halt)
+    # SIGTERM is the orderly way to stop a service (docker stop): exit 0.
+    raise typer.Exit(130 if signal.SIGINT in received else 0)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pcq consume`` to the CLI."""
+    app.command("consume")(consume)

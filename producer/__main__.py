@@ -1,0 +1,7 @@
+"""``python -m producer [OPTIONS]`` is ``pcq produce [OPTIONS]``."""
+
+import sys
+
+from core.cli import main
+
+main(["produce", *sys.argv[1:]])
