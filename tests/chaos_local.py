@@ -1,0 +1,136 @@
+"""Run ``pcq local``'s machinery with ledger-keeping consumers (a test driver).
+
+``python tests/chaos_local.py LEDGER_DIR --items N [...]`` runs one local
+session exactly as ``pcq local`` does (same :class:`~core.mpqueue.LocalQueue`,
+:class:`~core.supervisor.Supervisor`, producers and :func:`~core.pattern.consume`),
+with one difference: each consumer's handler appends ``id, pid, delivery`` to
+the independent ledger (``tests/ledger.py``) before the transport's ack. The
+parent records every consumer and producer pid it starts in ``LEDGER_DIR/pids``
+(``consumer PID`` / ``producer PID`` lines) so a test can kill them, and prints
+the run's ``--json`` result on stdout.
+
+Work per item is a sleep of ``--delay`` seconds while ``LEDGER_DIR/slow``
+exists (the chaos phase), none after: a test removes the file once it has done
+its kills, so the run's length does not decide how many kills fit in it.
+
+Test hooks: ``--die-holding-lock K`` makes the first consumer take the console
+lock at its K-th item and SIGKILL itself while holding it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ledger import HANDLED, Ledger
+
+from core.console import Console
+from core.local import Launcher, LocalConfig, Plan, _child_signals
+from core.mpqueue import Ledger as SharedLedger
+from core.mpqueue import LocalQueue
+from core.pattern import consume
+from core.supervisor import Supervisor
+from core.transport import Item
+
+
+def ledger_consumer_main(
+    queue: LocalQueue, slot: int, serial: int, console: Console, cfg: LocalConfig,
+    ledger_dir: str, delay: float, die_holding_lock: int,
+) -> None:
+    """A consumer process whose handler writes the independent ledger."""
+    _child_signals()
+    queue.attach_consumer(slot, serial)
+    slow = Path(ledger_dir) / "slow"
+    out = Ledger(Path(ledger_dir)).writer(HANDLED)
+    pid = os.getpid()
+    seen = 0
+
+    def handle(item: Item) -> None:
+        nonlocal seen
+        seen += 1
+        if die_holding_lock and serial == 0 and seen == die_holding_lock:
+            assert console.lock is not None
+            console.lock.acquire()
+            os.kill(pid, signal.SIGKILL)  # dies with the console lock held
+        if delay and slow.exists():
+            time.sleep(delay)
+        out.add(item.id, pid, item.deliveries)
+
+    try:
+        consume(queue, handle, console, stop=queue.stopping, poll=cfg.poll)
+    finally:
+        out.close()
+        queue.close()
+
+
+class LedgerLauncher(Launcher):
+    """:class:`core.local.Launcher` whose consumers keep the ledger; logs pids."""
+
+    def __init__(self, *args: object, ledger_dir: Path, delay: float, die_holding_lock: int) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.ledger_dir, self.delay, self.die = ledger_dir, delay, die_holding_lock
+        self.pids = (ledger_dir / "pids").open("a", encoding="utf-8", buffering=1)
+
+    def producer(self, index: int):  # type: ignore[no-untyped-def]
+        proc = super().producer(index)
+        self.pids.write(f"producer {proc.pid}\n")
+        return proc
+
+    def consumer(self, slot: int, serial: int):  # type: ignore[no-untyped-def]
+        args = (self.queue, slot, serial, self.console, self.cfg,
+                str(self.ledger_dir), self.delay, self.die)
+        proc = self._start(ledger_consumer_main, args, f"pcq-consumer-{serial}")
+        self.pids.write(f"consumer {proc.pid}\n")
+        return proc
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one session; print its result as JSON; exit 0 iff nothing is lost."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ledger_dir", type=Path)
+    ap.add_argument("--items", type=int, required=True)
+    ap.add_argument("--producers", type=int, default=2)
+    ap.add_argument("--consumers", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--queue-size", type=int, default=None)
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--die-holding-lock", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true", help="per-item console lines")
+    args = ap.parse_args(argv)
+
+    cfg = LocalConfig(producers=args.producers, consumers=args.consumers, items=args.items,
+                      max_delay=0.0, batch=args.batch, queue_size=args.queue_size,
+                      quiet=not args.verbose, json=True)
+    plan = Plan.build(cfg)
+    Ledger(args.ledger_dir).produce(str(i) for i in range(plan.total))
+    ctx = mp.get_context(cfg.start_method)
+    consumers = args.consumers
+    max_restarts = 100 + 10 * consumers
+    shared = SharedLedger(ctx, plan.total, consumers, consumers + max_restarts + 1, len(plan.ranges))
+    queue = LocalQueue(ctx, shared, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
+    console = Console(ctx.Lock(), sys.stderr, quiet=cfg.quiet)
+    launcher = LedgerLauncher(ctx, queue, plan, console, cfg, ledger_dir=args.ledger_dir,
+                              delay=args.delay, die_holding_lock=args.die_holding_lock)
+    sup = Supervisor(queue, plan, launcher, console, consumers=consumers,
+                     max_restarts=max_restarts, grace=5.0)
+    try:
+        result = sup.run()
+    finally:
+        queue.close()
+        launcher.pids.close()
+    console.parent_exiting()
+    result = result.finish(start_method=cfg.start_method, batch=cfg.batch, queue_size=cfg.queue_size)
+    sys.stdout.write(json.dumps(result.to_json(), default=lambda o: o.__dict__) + "\n")
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
