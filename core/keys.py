@@ -32,6 +32,14 @@ Key layout (``P`` = ``pcq:{Q}``)::
     P:run:<run>:by        HASH   consumer id -> acknowledgements (duplicates
                                  included)
 
+RQ mode (``pcq produce --via rq``; ``Q`` is the RQ queue name, and RQ's own
+keys ``rq:queue:Q``, ``rq:job:<id>``, ``rq:finished:Q``, ``rq:failed:Q``... sit
+beside these; see :mod:`consumer.rq_jobs`)::
+
+    P:rq:<run>:handled    SET    the run's ledger: ids handled at least once
+    P:rq:<run>:done       STRING handler completions (duplicates included)
+    P:rq:<run>:by         HASH   RQ worker name -> completions
+
 Item ids are ``<run>:<n>``; the Lua scripts derive the run from the id.
 Payloads are never rewritten in Redis: delivery counts live in ``P:deliveries``
 (Redis's cjson would round ``produced_at`` to 14 significant digits).
@@ -108,3 +116,13 @@ class Keys:
 
     def by_consumer(self, run: str) -> str:
         return f"{self.prefix}:run:{run}:by"
+
+    # RQ mode ----------------------------------------------------------------
+    def rq_handled(self, run: str) -> str:
+        return f"{self.prefix}:rq:{run}:handled"
+
+    def rq_done(self, run: str) -> str:
+        return f"{self.prefix}:rq:{run}:done"
+
+    def rq_by(self, run: str) -> str:
+        return f"{self.prefix}:rq:{run}:by"

@@ -18,6 +18,7 @@ from core.cli_local import read_names
 from core.config import RedisSettings
 from core.console import Console
 from core.errors import PcqError, UsageProblem
+from producer.rq_mode import run_rq_producer
 from producer.run import bodies, run_producer
 
 __all__ = ["produce", "register", "render_tally"]
@@ -83,10 +84,15 @@ def produce(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON tally on stdout; demo lines go to stderr.")
     ] = False,
+    via: Annotated[
+        str, typer.Option("--via", help="list: the reliable Redis list; rq: one RQ job per item.")
+    ] = "list",
 ) -> None:
     """Push items onto the Redis list, then print the run's tally read back from Redis."""
     if items is not None and names_file is not None:
         raise UsageProblem("--items and --names-file are mutually exclusive")
+    if via not in ("list", "rq"):
+        raise typer.BadParameter(f"{via!r} is not one of 'list', 'rq'", param_hint="'--via'")
     settings = RedisSettings.from_env().with_overrides(
         url=redis_url, queue=queue, batch=batch, high_water=high_water, items=items
     )
@@ -96,7 +102,8 @@ def produce(
     console = Console(stream=out, host=socket.gethostname())
     halt = threading.Event()
     received = _on_signals(halt)
-    tally = run_producer(settings, texts, console, timeout=timeout, stop=halt)
+    run = run_producer if via == "list" else run_rq_producer
+    tally = run(settings, texts, console, timeout=timeout, stop=halt)
     if as_json:
         sys.stdout.write(json.dumps(tally) + "\n")
         sys.stdout.flush()
