@@ -152,8 +152,9 @@ def local(
     cfg = dataclasses.replace(cfg, fail_on=fail_on)
     try:
         result = run_local(cfg)
-    finally:
-        stop_helpers()  # pcq exits next: reap multiprocessing's helper processes
+    except OSError as exc:  # e.g. out of processes or file descriptors
+        raise PcqError(f"cannot run the local demo: {exc}") from None
+    stop_helpers()  # pcq exits next: reap multiprocessing's helper processes
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), default=lambda o: o.__dict__) + "\n")
         sys.stdout.flush()

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from core.errors import PcqError
-from core.mpqueue import MAX_MESSAGE, SENTINEL, Ledger, LocalQueue, encode, runs
+from core.mpqueue import MAX_MESSAGE, SENTINEL, Ledger, LocalQueue, encode, make_item, runs
 from core.transport import Item, Transport
 
 CTX = mp.get_context("fork")
@@ -171,3 +171,12 @@ def test_plain_mp_queue_deadlocks_after_the_same_kill() -> None:
         q.get(timeout=0.5)  # the item is there, but the dead process holds the lock
     q.close()
     q.join_thread()
+
+
+def test_fast_item_construction_equals_the_constructor() -> None:
+    fast = make_item("7", "Meatwad", 12.5, 2)
+    assert type(fast) is Item
+    assert fast == Item("7", "Meatwad", 12.5, 2)
+    assert fast.delivered() == Item("7", "Meatwad", 12.5, 3)
+    with pytest.raises(AttributeError):
+        fast.body = "Carl"  # type: ignore[misc]  # still frozen
