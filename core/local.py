@@ -239,8 +239,11 @@ class Launcher:
         return proc
 
 
-def run_local(cfg: LocalConfig) -> LocalResult:
-    """Run one local producer/consumer session and return its ledger-based result."""
+def run_local(cfg: LocalConfig, launcher: type[Launcher] | None = None) -> LocalResult:
+    """Run one local producer/consumer session and return its ledger-based result.
+
+    ``launcher`` lets tests start misbehaving children (default: :class:`Launcher`).
+    """
     plan = Plan.build(cfg)
     producers = len(plan.ranges)
     consumers = cfg.consumers or 2 * producers
@@ -250,7 +253,7 @@ def run_local(cfg: LocalConfig) -> LocalResult:
     queue = LocalQueue(ctx, ledger, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
     console = Console(ctx.Lock(), sys.stderr if cfg.json else sys.stdout, quiet=cfg.quiet)
     sup = Supervisor(
-        queue, plan, Launcher(ctx, queue, plan, console, cfg), console,
+        queue, plan, (launcher or Launcher)(ctx, queue, plan, console, cfg), console,
         consumers=consumers, max_restarts=max_restarts, grace=cfg.max_delay + 5.0,
     )
     previous = _install_sigint(sup.interrupt)

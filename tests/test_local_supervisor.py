@@ -1,0 +1,53 @@
+"""The supervisor's safety nets, driven by deliberately broken consumers."""
+
+from __future__ import annotations
+
+import os
+from multiprocessing.process import BaseProcess
+
+from core.local import Launcher, LocalConfig, run_local
+from core.mpqueue import MAX_MESSAGE, LocalQueue
+
+
+def _steal_and_die(queue: LocalQueue) -> None:
+    """Take one message off the wire and die before recording the claim.
+
+    This is the window no ledger can see (killed between recv and the first
+    store): the items are in no queue and no in-flight record, and with a
+    bounded queue the slot the message used is never given back either.
+    """
+    queue.rx.recv(MAX_MESSAGE + 1)
+    os._exit(1)
+
+
+class ThievingLauncher(Launcher):
+    """Consumer serial 0 is a thief; every other consumer (and replacement) is normal."""
+
+    def consumer(self, slot: int, serial: int) -> BaseProcess:
+        if serial == 0:
+            return self._start(_steal_and_die, (self.queue,), "pcq-thief")
+        return super().consumer(slot, serial)
+
+
+def test_items_lost_outside_any_record_are_found_and_resent() -> None:
+    cfg = LocalConfig(
+        producers=1, consumers=2, items=30, batch=3, max_delay=0, quiet=True, json=True,
+        start_method="fork",
+    )
+    result = run_local(cfg, ThievingLauncher)
+    assert result.exit_code == 0
+    assert (result.consumed, result.lost, result.missing) == (30, 0, [])
+    assert result.replacements == 1
+    assert result.redelivered == 3  # exactly the stolen message, found by reconciliation
+
+
+def test_a_leaked_queue_slot_does_not_stall_producers_for_good() -> None:
+    """--queue-size 1: the theft also leaks the only slot; the producer would block forever."""
+    cfg = LocalConfig(
+        producers=1, consumers=2, items=30, batch=3, queue_size=1, max_delay=0, quiet=True,
+        json=True, start_method="fork",
+    )
+    result = run_local(cfg, ThievingLauncher)
+    assert result.exit_code == 0
+    assert (result.consumed, result.lost, result.missing) == (30, 0, [])
+    assert result.redelivered == 3
