@@ -1,0 +1,183 @@
+"""Fixtures for the reliability tests: ledger-keeping Redis processes, an AOF-everysec server.
+
+* ``crew`` -- starts ``tests/chaos_redis.py`` consumers and producers (real
+  processes, real Redis), all writing one independent ledger; everything still
+  running at the end of the test is SIGKILLed and reaped.
+* ``everysec_server`` -- a redis-server of the test's own with
+  ``appendfsync everysec`` (the compose file's setting), which the test may
+  SIGKILL and restart on the same port and directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fixtures_redis import REDIS_BIN, START_TIMEOUT, RedisServer, _need_redis
+from ledger import Ledger
+
+from core.config import RedisSettings
+from core.keys import Keys
+
+DRIVER = Path(__file__).with_name("chaos_redis.py")
+
+
+class EverysecServer(RedisServer):
+    """:class:`fixtures_redis.RedisServer` with ``appendfsync everysec``."""
+
+    def start(self) -> None:
+        """Start (or restart) the server; return once it answers PING (AOF loaded)."""
+        assert self.proc is None, "already running"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--requirepass", self.password, "--dir", str(self.dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--loglevel", "warning",
+        ]  # fmt: skip
+        self._log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - closed in _reap
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        with self.client() as probe:
+            while True:
+                try:
+                    if probe.ping():
+                        return
+                except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self._reap()
+                    raise RuntimeError("redis-server did not start (see redis.log)")
+                time.sleep(0.02)
+
+
+@pytest.fixture
+def everysec_server(tmp_path: Path) -> Iterator[EverysecServer]:
+    """A redis-server (AOF, fsync every second) of this test's own."""
+    _need_redis()
+    server = EverysecServer(tmp_path / "redis-everysec")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Crew:
+    """Ledger-keeping producer/consumer processes on one queue."""
+
+    def __init__(self, directory: Path, settings: RedisSettings, **env: str) -> None:
+        self.dir = directory
+        self.ledger = Ledger(directory)
+        self.settings = settings
+        self.keys = Keys(settings.queue)
+        self.env = {
+            **os.environ,
+            "REDIS_URL": settings.url,
+            "PCQ_QUEUE": settings.queue,
+            "PCQ_HEARTBEAT_TTL": str(settings.heartbeat_ttl),
+            "PCQ_BATCH": str(settings.batch),
+            "PCQ_HIGH_WATER": str(settings.high_water),
+            "PCQ_MAX_DELIVERIES": str(settings.max_deliveries),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.env.pop("PYTHONWARNINGS", None)
+        self.consumers: list[subprocess.Popen[bytes]] = []
+        self.producers: list[subprocess.Popen[bytes]] = []
+        self._n = 0
+
+    def _spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        self._n += 1
+        log = open(self.dir / f"proc{self._n}.log", "wb")  # noqa: SIM115 - the child owns it
+        try:
+            return subprocess.Popen(
+                [sys.executable, str(DRIVER), args[0], str(self.dir), *args[1:]],
+                stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
+            )
+        finally:
+            log.close()
+
+    def consumer(self, *, drain: bool = True, delay: float = 0.0) -> subprocess.Popen[bytes]:
+        """Start one ledger-keeping consumer."""
+        args = ["consume", "--delay", str(delay)] + (["--drain"] if drain else [])
+        self.consumers.append(self._spawn(*args))
+        return self.consumers[-1]
+
+    def producer(self, items: int, **env: str) -> subprocess.Popen[bytes]:
+        """Start one ledger-keeping producer of ``items`` items."""
+        self.producers.append(self._spawn("produce", "--items", str(items), env=env))
+        return self.producers[-1]
+
+    def live_consumers(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.consumers if p.poll() is None]
+
+    def run_id(self, timeout: float = 30.0) -> str:
+        """The producer's run id (written as soon as the run is open)."""
+        path = self.dir / "run"
+        deadline = time.monotonic() + timeout
+        while not path.exists() or not path.read_text():
+            assert time.monotonic() < deadline, "the producer never opened its run"
+            time.sleep(0.05)
+        return path.read_text().strip()
+
+    def wait_all(self, procs: list[subprocess.Popen[bytes]], timeout: float) -> list[int]:
+        """Wait (bounded, overall) for ``procs``; return their exit codes."""
+        deadline = time.monotonic() + timeout
+        codes = []
+        for proc in procs:
+            try:
+                codes.append(proc.wait(max(0.1, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"process {proc.pid} still running after {timeout}s:\n"
+                                     f"{self.logs()[-3000:]}") from None
+        return codes
+
+    def stop_consumers(self, timeout: float = 30.0) -> list[int]:
+        """SIGTERM every live consumer and wait for them (their exit codes)."""
+        live = self.live_consumers()
+        for proc in live:
+            proc.send_signal(signal.SIGTERM)
+        return self.wait_all(live, timeout)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.dir.glob("proc*.log")))
+
+    def leftovers(self, client: redis.Redis) -> dict[str, Any]:
+        """Anything still queued or in flight on the queue (all empty when drained)."""
+        procs = {k.decode(): client.llen(k) for k in client.scan_iter(f"{self.keys.prefix}:proc:*")}
+        return {
+            "queue": client.llen(self.keys.queue),
+            "processing": {k: n for k, n in procs.items() if n},
+            "consumers": sorted(c.decode() for c in client.smembers(self.keys.consumers)),
+        }
+
+    def kill_everything(self) -> None:
+        for proc in self.consumers + self.producers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+
+
+@pytest.fixture
+def crew(tmp_path: Path) -> Iterator[Any]:
+    """``crew(settings, **env)`` makes a :class:`Crew`; all are killed at teardown."""
+    made: list[Crew] = []
+
+    def make(settings: RedisSettings, **env: str) -> Crew:
+        directory = tmp_path / f"crew{len(made)}"
+        directory.mkdir()
+        made.append(Crew(directory, settings, **env))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.kill_everything()
