@@ -223,7 +223,11 @@ def handle(payload: str) -> None:
     try:
         if not isinstance(payload, str):
             raise BadPayload(f"wrong schema: expected the payload as a string, got {type(payload).__name__}")
-        item = decode(payload.encode("utf-8"), settings.max_payload_bytes)
+        try:
+            raw = payload.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate ("\udcff"): retrying cannot help
+            raise BadPayload(f"invalid UTF-8: lone surrogate at {exc.start}") from None
+        item = decode(raw, settings.max_payload_bytes)
     except BadPayload:
         job.retries_left = None  # read by the worker's failure handling, in this process
         raise
