@@ -60,8 +60,19 @@ def redis_server() -> Iterator[Redis]:
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory() as workdir:
         proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir],
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
             stdout=subprocess.DEVNULL,
         )
         conn = Redis(port=port)
@@ -87,8 +98,9 @@ def make_items(run: str, n: int) -> list[Item]:
     return [Item(f"{run}:{k}", f"item-{k}", now) for k in range(n)]
 
 
-def bench_rq(conn: Redis, settings: RedisSettings, worker_class: type, n: int,
-             run: str) -> dict[str, Any]:
+def bench_rq(
+    conn: Redis, settings: RedisSettings, worker_class: type, n: int, run: str
+) -> dict[str, Any]:
     """Enqueue ``n`` jobs, then time one in-process burst worker draining them."""
     conn.flushdb()
     queue = open_queue(conn, settings.queue)
@@ -160,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     with redis_server() as conn:
         port = conn.connection_pool.connection_kwargs["port"]
-        settings = RedisSettings(url=f"redis://127.0.0.1:{port}/0", queue="bench", max_delay=0,
-                                 high_water=0)  # enqueue everything first, then drain
+        settings = RedisSettings(
+            url=f"redis://127.0.0.1:{port}/0", queue="bench", max_delay=0, high_water=0
+        )  # enqueue everything first, then drain
         results["rq_fork"] = bench_rq(conn, settings, PcqWorker, args.fork_jobs, "fork")
         results["rq_simple"] = bench_rq(conn, settings, PcqSimpleWorker, args.simple_jobs, "simple")
         results["list_unbatched"] = bench_list_mode(conn, settings, args.list_items // 4, 1)

@@ -134,7 +134,11 @@ class AllowlistJob(Job):
             return f"job names {func_name!r}; only {HANDLER!r} may run"
         if self.instance is not None:
             return "job names a method on an instance; only a plain function may run"
-        if self._success_callback_name or self._failure_callback_name or self._stopped_callback_name:
+        if (
+            self._success_callback_name
+            or self._failure_callback_name
+            or self._stopped_callback_name
+        ):
             return "job carries callbacks; pcq jobs have none"
         if self.webhooks or self.repeats_left:
             return "job carries webhooks or repeats; pcq jobs have none"
@@ -222,7 +226,9 @@ def handle(payload: str) -> None:
     settings = _settings()
     try:
         if not isinstance(payload, str):
-            raise BadPayload(f"wrong schema: expected the payload as a string, got {type(payload).__name__}")
+            raise BadPayload(
+                f"wrong schema: expected the payload as a string, got {type(payload).__name__}"
+            )
         try:
             raw = payload.encode("utf-8")
         except UnicodeEncodeError as exc:  # a lone surrogate ("\udcff"): retrying cannot help

@@ -48,7 +48,13 @@ from core.redisq import new_run_id
 from core.transport import Item
 
 __all__ = [
-    "RqOptions", "enqueue", "job_ids", "open_queue", "produce_rq", "read_tally", "run_rq_producer",
+    "RqOptions",
+    "enqueue",
+    "job_ids",
+    "open_queue",
+    "produce_rq",
+    "read_tally",
+    "run_rq_producer",
     "wait",
 ]
 
@@ -148,8 +154,13 @@ def _enqueue_once(queue: Queue, datas: list[Any], first_id: str) -> None:
         pipe.execute()
 
 
-def _wait_below(queue: Queue, settings: RedisSettings, opts: RqOptions, retrier: Retrier,
-                stop: Callable[[], bool]) -> None:
+def _wait_below(
+    queue: Queue,
+    settings: RedisSettings,
+    opts: RqOptions,
+    retrier: Retrier,
+    stop: Callable[[], bool],
+) -> None:
     # Backpressure: RQ has none of its own; one LLEN per chunk is cheap.
     if settings.high_water <= 0:
         return
@@ -205,8 +216,9 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def read_tally(conn: Redis, queue: Queue, run: str, items: Sequence[Item],
-               retries: int) -> dict[str, Any]:
+def read_tally(
+    conn: Redis, queue: Queue, run: str, items: Sequence[Item], retries: int
+) -> dict[str, Any]:
     """Read a run's tally from RQ's registries and job hashes plus the handler's ledger.
 
     ``retries`` is the ``Retry(max=...)`` the jobs were enqueued with.
@@ -304,8 +316,14 @@ def run_rq_producer(
         items = (Item(f"{run}:{n}", body, time.time()) for n, body in enumerate(texts))
         try:
             return produce_rq(
-                client, settings, items, console, run, RqOptions(wait_timeout=timeout),
-                retrier=Retrier(settings, log), stop=halt.is_set,
+                client,
+                settings,
+                items,
+                console,
+                run,
+                RqOptions(wait_timeout=timeout),
+                retrier=Retrier(settings, log),
+                stop=halt.is_set,
             )
         except BadPayload as exc:
             raise UsageProblem(str(exc)) from None

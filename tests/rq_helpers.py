@@ -23,9 +23,12 @@ RQ = str(Path(sys.executable).with_name("rq"))
 
 #: Knobs that make a dead worker's job come back in seconds (see consumer/rq_jobs.py).
 FAST_REAP = [
-    "--job-monitoring-interval", "1",
-    "--maintenance-interval", "1",
-    "--worker-ttl", "16",  # idle workers block on the queue for worker_ttl - 15 = 1 s
+    "--job-monitoring-interval",
+    "1",
+    "--maintenance-interval",
+    "1",
+    "--worker-ttl",
+    "16",  # idle workers block on the queue for worker_ttl - 15 = 1 s
 ]
 FAST_REAP_ENV = {"PCQ_RQ_HEARTBEAT_GRACE": "2"}
 
@@ -55,10 +58,16 @@ def worker_argv(
 ) -> list[str]:
     """The ``rq worker`` command line pcq documents."""
     argv = [
-        RQ, "worker", "--url", url,
-        "--serializer", "json",
-        "--job-class", "consumer.rq_jobs.AllowlistJob",
-        "--worker-class", worker_class,
+        RQ,
+        "worker",
+        "--url",
+        url,
+        "--serializer",
+        "json",
+        "--job-class",
+        "consumer.rq_jobs.AllowlistJob",
+        "--worker-class",
+        worker_class,
     ]
     if name:
         argv += ["--name", name]
@@ -72,8 +81,13 @@ class Worker:
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            argv,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         self.lines: list[str] = []
         self._cond = threading.Condition()
