@@ -3,4 +3,4 @@
 Fixtures live in their own modules (one per area) and are registered here.
 """
 
-pytest_plugins: list[str] = ["fixtures_redis", "fixtures_local"]
+pytest_plugins: list[str] = ["fixtures_docker", "fixtures_redis", "fixtures_local"]
