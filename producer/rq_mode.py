@@ -50,6 +50,7 @@ from core.transport import Item
 __all__ = [
     "RqOptions",
     "enqueue",
+    "job_id",
     "job_ids",
     "open_queue",
     "produce_rq",
@@ -88,9 +89,14 @@ def open_queue(conn: Redis, name: str) -> Queue:
     return Queue(name, connection=conn, serializer=JSONSerializer, job_class=AllowlistJob)
 
 
+def job_id(run: str, n: int) -> str:
+    """Return the RQ job id of item number ``n`` of ``run``."""
+    return f"pcq-{run}-{n}"
+
+
 def job_ids(run: str, count: int, start: int = 0) -> list[str]:
     """Return the RQ job ids of a run's items ``start`` .. ``start + count - 1``."""
-    return [f"pcq-{run}-{n}" for n in range(start, start + count)]
+    return [job_id(run, n) for n in range(start, start + count)]
 
 
 def enqueue(
@@ -120,13 +126,13 @@ def enqueue(
             Queue.prepare_data(
                 HANDLER,
                 args=[encode(item, run, settings.max_payload_bytes).decode("utf-8")],
-                job_id=job_id,
+                job_id=jid,
                 retry=retry,
                 timeout=opts.job_timeout,
                 result_ttl=opts.result_ttl,
                 description=f"pcq {item.id}: {item.body[:60]}",
             )
-            for job_id, item in zip(ids, chunk)
+            for jid, item in zip(ids, chunk)
         ]
         _wait_below(queue, settings, opts, retrier, stop)
         retrier.call(_enqueue_once, queue, datas, ids[0])
@@ -168,18 +174,20 @@ def _wait_below(
         time.sleep(opts.poll)
 
 
-def _settled(conn: Redis, queue: Queue, run: str, items: Sequence[Item]) -> int:
-    """Count the run's items handled (ledger) or failed for good (registry)."""
+def _unsettled(
+    conn: Redis, queue: Queue, run: str, items: Sequence[Item], pending: Sequence[int]
+) -> list[int]:
+    """Return the indices in ``pending`` of items neither handled (ledger) nor failed for good."""
     handled_key = Keys(queue.name).rq_handled(run)
     failed_key = FailedJobRegistry(queue.name, connection=conn).key
-    settled = 0
-    for start in range(0, len(items), _CHUNK):
-        part = items[start : start + _CHUNK]
-        handled = conn.smismember(handled_key, [item.id for item in part])
+    left: list[int] = []
+    for start in range(0, len(pending), _CHUNK):
+        part = pending[start : start + _CHUNK]
+        handled = conn.smismember(handled_key, [items[i].id for i in part])
         # ZMSCORE, not registry.count(): reading must not run RQ's cleanup.
-        failed = conn.zmscore(failed_key, job_ids(run, len(part), start))
-        settled += sum(1 for h, f in zip(handled, failed) if h or f is not None)
-    return settled
+        failed = conn.zmscore(failed_key, [job_id(run, i) for i in part])
+        left.extend(i for i, h, f in zip(part, handled, failed) if not h and f is None)
+    return left
 
 
 def wait(
@@ -192,10 +200,16 @@ def wait(
     retrier: Retrier,
     stop: Callable[[], bool] = _never,
 ) -> bool:
-    """Wait until every item is handled or failed for good; False on timeout or stop."""
+    """Wait until every item is handled or failed for good; False on timeout or stop.
+
+    Each poll only looks at the items still outstanding, so a long run costs
+    less and less to watch as it drains.
+    """
     deadline = None if opts.wait_timeout is None else time.monotonic() + opts.wait_timeout
+    pending: list[int] = list(range(len(items)))
     while True:
-        if retrier.call(_settled, conn, queue, run, items) >= len(items):
+        pending = retrier.call(_unsettled, conn, queue, run, items, pending)
+        if not pending:
             return True
         if stop() or (deadline is not None and time.monotonic() >= deadline):
             return False
