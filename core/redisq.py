@@ -36,34 +36,26 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from functools import cache
-from pathlib import Path
+from typing import Any
 
 import redis
-from redis.exceptions import RedisError
 
 from core.config import RedisSettings
 from core.errors import PcqError
 from core.keys import Keys
 from core.payload import BadPayload, dead_record, decode, encode
 from core.redisconn import Retrier, stderr_log
+from core.redisparts import AckBuffer, Heartbeat, Scripts
 from core.tally import queue_status
 from core.transport import Item
 
 __all__ = ["RedisQueue", "consumer_id", "new_run_id", "queue_status"]
 
 ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
-_LUA_DIR = Path(__file__).with_name("lua")
 Notify = Callable[[str], None]
-
-
-@cache
-def _lua(name: str) -> str:
-    return (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def consumer_id() -> str:
@@ -74,20 +66,6 @@ def consumer_id() -> str:
 def new_run_id() -> str:
     """A fresh producer run id (12 hex digits)."""
     return uuid.uuid4().hex[:12]
-
-
-class _Scripts:
-    """The Lua scripts, registered once per client (EVALSHA, reloaded on NOSCRIPT)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        reg = client.register_script
-        self.push = reg(_lua("push"))
-        self.claim = reg(_lua("claim"))
-        self.retry = reg(_lua("retry"))
-        self.dead = reg(_lua("dead"))
-        self.release = reg(_lua("release"))
-        self.reap = reg(_lua("reap"))
-        self.drained = reg(_lua("drained"))
 
 
 class RedisQueue:
@@ -129,14 +107,14 @@ class RedisQueue:
         self.put_timeout = put_timeout
         self._wait = wait
         self._retry = Retrier(settings, log, wait)
-        self._scripts = _Scripts(client)
+        self._scripts = Scripts(client)
         self._seq = 0
         self._held: dict[str, list[bytes]] = {}
-        self._acks: list[bytes | str] = []
-        self._ack_since = 0.0
+        self._acks = AckBuffer()
+        self._busy = True  # items were left in the queue: try a non-blocking claim first
         self._calls = 0
         self._call_prefix = uuid.uuid4().hex[:8]
-        self._heart: _Heartbeat | None = None
+        self._heart: Heartbeat | None = None
 
     # Producer side -------------------------------------------------------------
     def open_run(self) -> str:
@@ -206,7 +184,7 @@ class RedisQueue:
         if self._heart is not None:
             return
         self._retry.call(self.beat)
-        self._heart = _Heartbeat(self)
+        self._heart = Heartbeat(self)
         self._heart.start()
 
     def beat(self) -> None:
@@ -244,20 +222,23 @@ class RedisQueue:
         return reaped, requeued, dead
 
     def get(self, timeout: float) -> Sequence[Item] | None:
-        """Claim up to one batch (see :class:`core.transport.Transport`)."""
+        """Claim up to one batch (see :class:`core.transport.Transport`).
+
+        One round trip either way: while the last claim left items in the
+        queue, one claim call (which also acknowledges the previous batch);
+        when it left the queue empty, a pipeline of acknowledge, ``BLMOVE``
+        (block up to ``timeout`` for one item) and claim up to ``batch - 1`` more.
+        """
         self.start()
-        items = self._ack_claim(self.settings.batch)
-        if items:
+        batch = self.settings.batch
+        items: list[Item] = []
+        if self._busy:
+            items = self._claim(batch)
+        if not items:
+            items = self._wait_and_claim(timeout)
+        if items or not self.drain:
             return items
-        k = self.keys
-        raw = self._retry.call(
-            self.client.blmove, k.queue, k.processing(self.consumer), timeout, "LEFT", "RIGHT"
-        )
-        if raw is not None:
-            return self._ack_claim(self.settings.batch - 1)
-        if self.drain and self.drained():
-            return None
-        return []
+        return None if self.drained() else []
 
     def drained(self) -> bool:
         """True when no stream is open and no item is queued or in flight."""
@@ -267,11 +248,8 @@ class RedisQueue:
 
     def ack(self, item: Item) -> None:
         """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
-        raw = self._take(item)
-        if not self._acks:
-            self._ack_since = time.monotonic()
-        self._acks += (item.id, raw)
-        if time.monotonic() - self._ack_since > ACK_FLUSH_SECONDS:
+        self._acks.add(item.id, self._take(item))
+        if self._acks.age() > ACK_FLUSH_SECONDS:
             self.flush()
 
     def nack(self, item: Item, reason: str) -> None:
@@ -295,7 +273,9 @@ class RedisQueue:
     def flush(self) -> None:
         """Send buffered acknowledgements now."""
         if self._acks:
-            self._ack_claim(0, keep=True)
+            args = self._claim_args(0)
+            self._retry.call(self._scripts.claim, self._claim_keys(), args)
+            self._acks.clear()
 
     def close(self) -> None:
         """Flush acks, hand back anything held, stop the heartbeat, deregister.
@@ -331,17 +311,45 @@ class RedisQueue:
             del self._held[item.id]
         return raw
 
-    def _ack_claim(self, want: int, keep: bool = False) -> list[Item]:
+    def _claim_keys(self) -> list[str]:
         k, me = self.keys, self.consumer
+        return [k.queue, k.processing(me), k.consumers, k.deliveries, k.errors, k.stats, k.call(me)]
+
+    def _claim_args(self, want: int) -> list[Any]:
+        # Every call gets the next number; the script skips one it has applied.
         self._calls += 1
-        keys = [k.queue, k.processing(me), k.consumers, k.deliveries, k.errors, k.stats, k.call(me)]
-        args = [k.prefix, me, f"{self._call_prefix}:{self._calls}", want, *self._acks]
-        reply = self._retry.call(self._scripts.claim, keys, args)
-        self._acks = []
-        if keep:  # an ack flush mid-batch: what we hold is unchanged
-            return []
+        acks = self._acks.args(covers_all=not self._held)
+        return [self.keys.prefix, self.consumer, self._call_prefix, self._calls, want, *acks]
+
+    def _claim(self, want: int) -> list[Item]:
+        reply = self._retry.call(self._scripts.claim, self._claim_keys(), self._claim_args(want))
+        self._acks.clear()
+        return self._hold(reply)
+
+    def _wait_and_claim(self, timeout: float) -> list[Item]:
+        k, keys = self.keys, self._claim_keys()
+        acks = self._claim_args(0) if self._acks else None
+        self._acks.clear()
+        claim = self._claim_args(self.settings.batch - 1)
+
+        def cycle() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                if acks is not None:
+                    self._scripts.queue(pipe, "claim", keys, acks)
+                # Redis >= 6 takes a fractional timeout; redis-py's hint says int.
+                proc = k.processing(self.consumer)
+                pipe.blmove(k.queue, proc, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
+                self._scripts.queue(pipe, "claim", keys, claim)
+                return pipe.execute()
+
+        replies = self._retry.call(self._scripts.reloading, cycle)
+        return self._hold(replies[-1])
+
+    def _hold(self, reply: list[Any]) -> list[Item]:
+        """Take the claim script's reply as what this consumer now holds."""
         self._held = {}
-        return self._decode(reply[1:], int(reply[0]) > 0)
+        self._busy = int(reply[1]) > 0
+        return self._decode(reply[2:], int(reply[0]) > 0)
 
     def _decode(self, raws: list[bytes], counted: bool) -> list[Item]:
         items: list[Item] = []
@@ -368,35 +376,3 @@ class RedisQueue:
         keys = [k.processing(self.consumer), k.dead, k.stats, k.deliveries, k.errors]
         self._retry.call(self._scripts.dead, keys, [k.prefix, raw, record, item_id, kind])
         self.notify(f"{os.getpid()} dead-lettered {item_id or 'a payload'}: {reason}")
-
-
-class _Heartbeat(threading.Thread):
-    """Refreshes the heartbeat and runs the reaper while the handler works."""
-
-    def __init__(self, queue: RedisQueue) -> None:
-        super().__init__(name="pcq-heartbeat", daemon=True)
-        self.queue = queue
-        self._halt = threading.Event()
-        self.errors = 0
-
-    def run(self) -> None:
-        settings = self.queue.settings
-        next_reap = time.monotonic()
-        while not self._halt.wait(settings.heartbeat_every):
-            try:
-                self.queue.beat()
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + settings.reap_every
-                    self.queue.reap()
-            except (RedisError, PcqError):
-                # Outages are reported by the main thread's retries; keep beating.
-                self.errors += 1
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=settings_join_timeout(self.queue.settings))
-
-
-def settings_join_timeout(settings: RedisSettings) -> float:
-    """Longest wait for the heartbeat thread (one redis-py retry cycle)."""
-    return max(2.0, settings.heartbeat_every * 2)

@@ -151,7 +151,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     producer.put(items(run, 3))
     dead = RedisQueue(client, settings, consumer="dead")
     dead.beat()
-    held = dead._ack_claim(3)  # claims without starting a heartbeat thread
+    held = dead._claim(3)  # claims without starting a heartbeat thread
     assert len(held) == 3
     reaper = RedisQueue(client, settings, consumer="reaper")
     assert reaper.reap() == (0, 0, 0)  # heartbeat still alive: hands off
@@ -159,7 +159,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     assert reaper.reap() == (1, 3, 0)
     assert client.llen(keys.processing("dead")) == 0
     assert not client.sismember(keys.consumers, "dead")
-    again = reaper._ack_claim(3)
+    again = reaper._claim(3)
     assert [i.id for i in again] == [i.id for i in held]
     assert all(i.deliveries == 2 for i in again)
     assert read_tally(client, keys, run)["redelivered"] == 3

@@ -1,56 +1,88 @@
--- Acknowledge the previous batch and claim the next one, in one round trip.
+-- Acknowledge handled items and/or claim the next batch, in one call.
 -- KEYS[1] queue, KEYS[2] this consumer's processing list, KEYS[3] consumers set,
--- KEYS[4] deliveries hash, KEYS[5] errors hash, KEYS[6] stats hash, KEYS[7] call-id key
--- ARGV[1] key prefix, ARGV[2] consumer id, ARGV[3] call id, ARGV[4] items to claim,
--- ARGV[5..] pairs (item id, payload) to acknowledge.
--- Returns {failed deliveries pending on the queue (HLEN), payload...}: the whole
--- processing list after the claim.
-local prefix, consumer = ARGV[1], ARGV[2]
-if redis.call('GET', KEYS[7]) == ARGV[3] then
-  -- Retried call already applied (its reply was lost): just report what we hold.
-  local held = redis.call('LRANGE', KEYS[2], 0, -1)
-  table.insert(held, 1, redis.call('HLEN', KEYS[4]))
-  return held
-end
-redis.call('SET', KEYS[7], ARGV[3])
+-- KEYS[4] deliveries hash, KEYS[5] errors hash, KEYS[6] (unused), KEYS[7] call-id key
+-- ARGV[1] key prefix, ARGV[2] consumer id, ARGV[3] call-id prefix, ARGV[4] call number,
+-- ARGV[5] items to claim, ARGV[6] 'all' (the acks cover everything this consumer
+-- holds) or 'some' (payloads to remove follow the ids), ARGV[7] number of runs, then
+-- per run: run id and its item ids joined by ','; then (mode 'some') the payloads to remove.
+-- (One joined argument instead of one per id: packing arguments costs the client
+-- more than splitting them costs Lua.)
+-- Returns {HLEN deliveries, LLEN queue, payload...}: failures pending anywhere, what is
+-- left in the queue, and what the consumer holds after the call.
 
-local nacks = 0
-local ids = {}
-local count, dups = {}, {}
-for i = 5, #ARGV, 2 do
-  local id, raw = ARGV[i], ARGV[i + 1]
-  redis.call('LREM', KEYS[2], 1, raw)
-  local run = string.match(id, '^(.*):%d+$') or ''
-  nacks = nacks + 1
-  ids[nacks] = id
-  count[run] = (count[run] or 0) + 1
-  if redis.call('SADD', prefix .. ':run:' .. run .. ':acked', id) == 0 then
-    dups[run] = (dups[run] or 0) + 1
+local failures = redis.call('HLEN', KEYS[4])
+
+local function reply(list)
+  table.insert(list, 1, redis.call('LLEN', KEYS[1]))
+  table.insert(list, 1, failures)
+  return list
+end
+
+local function held()
+  return reply(redis.call('LRANGE', KEYS[2], 0, -1))
+end
+
+-- A call retried after its reply was lost must not be applied twice: call
+-- numbers grow, so a number at or below the last one applied is a retry.
+-- (SET ... GET may store a smaller number on a retry; only calls without
+-- acknowledgements can follow it, and re-applying those is harmless.)
+local last = redis.call('SET', KEYS[7], ARGV[3] .. ':' .. ARGV[4], 'GET')
+if last then
+  local who, n = string.match(last, '^(.*):(%d+)$')
+  if who == ARGV[3] and tonumber(n) >= tonumber(ARGV[4]) then
+    return held()
   end
 end
-if nacks > 0 then
-  for run, n in pairs(count) do
-    redis.call('HINCRBY', prefix .. ':run:' .. run .. ':by', consumer, n)
+
+local prefix, consumer = ARGV[1], ARGV[2]
+local i, acked = 8, 0
+for _ = 1, tonumber(ARGV[7]) do
+  local run, ids, k = ARGV[i], {}, 0
+  for id in string.gmatch(ARGV[i + 1], '[^,]+') do
+    k = k + 1
+    ids[k] = id
   end
-  for run, n in pairs(dups) do
-    redis.call('HINCRBY', prefix .. ':run:' .. run, 'duplicates', n)
+  -- The ledger: SADD returns how many ids were new; the rest were duplicates.
+  local added = redis.call('SADD', prefix .. ':run:' .. run .. ':acked', unpack(ids))
+  redis.call('HINCRBY', prefix .. ':run:' .. run .. ':by', consumer, k)
+  if added < k then
+    redis.call('HINCRBY', prefix .. ':run:' .. run, 'duplicates', k - added)
   end
-  if redis.call('HLEN', KEYS[4]) > 0 then
+  if failures > 0 then
     redis.call('HDEL', KEYS[4], unpack(ids))
     redis.call('HDEL', KEYS[5], unpack(ids))
   end
-  redis.call('HINCRBY', KEYS[6], 'acked', nacks)
+  acked = acked + k
+  i = i + 2
+end
+if acked > 0 then
+  if ARGV[6] == 'all' then
+    -- Everything this consumer holds was acknowledged: drop the list whole.
+    -- (A processing list only ever holds what its consumer claimed and was told
+    -- about; if a reaper took it meanwhile, there is nothing to drop.)
+    redis.call('DEL', KEYS[2])
+  else
+    for j = i, #ARGV do
+      redis.call('LREM', KEYS[2], 1, ARGV[j])
+    end
+  end
 end
 
 redis.call('SADD', KEYS[3], consumer)
-local want = tonumber(ARGV[4])
-if want > 0 then
-  local got = redis.call('LRANGE', KEYS[1], 0, want - 1)
-  if #got > 0 then
-    redis.call('LTRIM', KEYS[1], #got, -1)
-    redis.call('RPUSH', KEYS[2], unpack(got))
+local want = tonumber(ARGV[5])
+local emptied = acked > 0 and ARGV[6] == 'all'  -- the processing list was just dropped
+if want == 1 then
+  local one = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if one and (emptied or redis.call('LLEN', KEYS[2]) == 1) then
+    return reply({one})
+  end
+elseif want > 1 then
+  local popped = redis.call('LMPOP', 1, KEYS[1], 'LEFT', 'COUNT', want)
+  if popped then
+    local got = popped[2]
+    if redis.call('RPUSH', KEYS[2], unpack(got)) == #got then
+      return reply(got)
+    end
   end
 end
-local held = redis.call('LRANGE', KEYS[2], 0, -1)
-table.insert(held, 1, redis.call('HLEN', KEYS[4]))
-return held
+return held()

@@ -4,8 +4,8 @@
 -- Returns {status, queue length}: 1 pushed, 0 queue full (nothing pushed),
 -- 2 this sequence number was already pushed (a retried call whose reply was lost).
 local seq = tonumber(ARGV[2])
-local last = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
-if seq <= last then
+local run = redis.call('HMGET', KEYS[2], 'seq', 'produced')
+if seq <= tonumber(run[1] or '0') then
   return {2, redis.call('LLEN', KEYS[1])}
 end
 local n = #ARGV - 2
@@ -17,6 +17,5 @@ if hw > 0 then
   end
 end
 local len = redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
-redis.call('HINCRBY', KEYS[2], 'produced', n)
-redis.call('HSET', KEYS[2], 'seq', seq)
+redis.call('HSET', KEYS[2], 'seq', seq, 'produced', tonumber(run[2] or '0') + n)
 return {1, len}

@@ -1,0 +1,142 @@
+"""Building blocks of :class:`core.redisq.RedisQueue`: Lua scripts, ack buffer, heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
+
+from core.errors import PcqError
+
+if TYPE_CHECKING:
+    from core.redisq import RedisQueue
+
+__all__ = ["AckBuffer", "Heartbeat", "Scripts"]
+
+T = TypeVar("T")
+_LUA_DIR = Path(__file__).with_name("lua")
+_NAMES = ("push", "claim", "retry", "dead", "release", "reap", "drained")
+
+
+@cache
+def _lua(name: str) -> str:
+    return (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """The Lua scripts of ``core/lua``, registered once per client.
+
+    Called directly they use EVALSHA and reload themselves on NOSCRIPT (a
+    restarted Redis has forgotten them). Inside a pipeline, :meth:`queue`
+    sends a bare EVALSHA -- redis-py's own pipeline support would add a
+    ``SCRIPT EXISTS`` round trip to every execute -- and :meth:`reloading`
+    loads them all and runs the pipeline again when Redis answers NOSCRIPT.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._scripts = {name: client.register_script(_lua(name)) for name in _NAMES}
+        self.push = self._scripts["push"]
+        self.claim = self._scripts["claim"]
+        self.retry = self._scripts["retry"]
+        self.dead = self._scripts["dead"]
+        self.release = self._scripts["release"]
+        self.reap = self._scripts["reap"]
+        self.drained = self._scripts["drained"]
+
+    def queue(self, pipe: Pipeline, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Add an EVALSHA of script ``name`` to ``pipe``."""
+        pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+
+    def reloading(self, run: Callable[[], T]) -> T:
+        """Return ``run()``; on NOSCRIPT load every script and run it once more.
+
+        Safe to repeat: the claim script ignores a call number it already applied.
+        """
+        try:
+            return run()
+        except NoScriptError:
+            for name in _NAMES:
+                self._client.script_load(_lua(name))
+            return run()
+
+
+class AckBuffer:
+    """Acknowledgements not yet sent, grouped by run for the claim script."""
+
+    def __init__(self) -> None:
+        self.by_run: dict[str, list[str]] = {}
+        self.raws: list[bytes] = []
+        self.since = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.raws)
+
+    def add(self, item_id: str, raw: bytes) -> None:
+        """Buffer the acknowledgement of ``item_id`` (payload ``raw``)."""
+        if not self.raws:
+            self.since = time.monotonic()
+        run = item_id.rpartition(":")[0]
+        ids = self.by_run.get(run)
+        if ids is None:
+            ids = self.by_run[run] = []
+        ids.append(item_id)
+        self.raws.append(raw)
+
+    def age(self) -> float:
+        """Seconds since the oldest buffered acknowledgement."""
+        return time.monotonic() - self.since if self.raws else 0.0
+
+    def args(self, covers_all: bool) -> list[Any]:
+        """The claim script's ack arguments (see ``claim.lua``).
+
+        Args:
+            covers_all: the consumer holds nothing but these items, so the
+                script may drop the whole processing list instead of removing
+                payloads one by one (and they need not be sent).
+        """
+        out: list[Any] = ["all" if covers_all else "some", len(self.by_run)]
+        for run, ids in self.by_run.items():
+            out += (run, ",".join(ids))  # ids never contain ',' (see core.payload)
+        if not covers_all:
+            out += self.raws
+        return out
+
+    def clear(self) -> None:
+        self.by_run = {}
+        self.raws = []
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the consumer's heartbeat and runs the reaper while the handler works."""
+
+    def __init__(self, queue: RedisQueue) -> None:
+        super().__init__(name="pcq-heartbeat", daemon=True)
+        self.queue = queue
+        self._halt = threading.Event()
+        self.errors = 0
+
+    def run(self) -> None:
+        settings = self.queue.settings
+        next_reap = time.monotonic()
+        while not self._halt.wait(settings.heartbeat_every):
+            try:
+                self.queue.beat()
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + settings.reap_every
+                    self.queue.reap()
+            except (RedisError, PcqError):
+                # Outages are reported by the main thread's retries; keep beating.
+                self.errors += 1
+
+    def stop(self) -> None:
+        """Stop and join (bounded: one beat plus one redis-py retry cycle)."""
+        self._halt.set()
+        self.join(timeout=max(2.0, self.queue.settings.heartbeat_every * 2))
