@@ -1,0 +1,140 @@
+"""Faults survived in containers: consumer containers SIGKILLed at random, Redis paused.
+
+Each test brings up its own compose project (the repository's compose file,
+``tests/fixtures_docker.py``) and damages it through the Docker SDK. The ledger
+is the run's: ids ``<run>:0 .. <run>:N-1`` produced, against the ids Redis
+recorded as acknowledged (read with ``redis-cli`` inside the Redis container:
+its port is not reachable from the host) and the dead letters.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chaos import chaos_rng
+from fixtures_docker import ComposeProject, open_project
+from ledger import HANDLED, Ledger
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+CONSUMERS = 3
+# ~120 items/s with three consumers at PCQ_MAX_DELAY 0.05: the run outlasts 10 kills
+# (at most 30 s of 1-3 s intervals) with a margin.
+DOCKER_ITEMS = int(os.environ.get("PCQ_DOCKER_CHAOS_ITEMS", "5000"))
+DOCKER_KILLS = int(os.environ.get("PCQ_CHAOS_KILLS", "10"))
+QUEUE = "pcqtest"
+PREFIX = f"pcq:{{{QUEUE}}}"
+
+
+def redis_cli(project: ComposeProject, *args: str) -> list[str]:
+    """Run ``redis-cli ARGS`` in the project's Redis container; its output lines."""
+    (redis,) = project.containers("redis")
+    result = redis.exec_run(["redis-cli", "--no-auth-warning", *args])
+    assert result.exit_code == 0, result.output[-500:]
+    return result.output.decode().splitlines()
+
+
+def scard(project: ComposeProject, key: str) -> int:
+    try:
+        return int(redis_cli(project, "SCARD", key)[0])
+    except (AssertionError, ValueError, IndexError):
+        return -1  # Redis paused or restarting: no answer yet
+
+
+def ledger_of(project: ComposeProject, run: str, items: int, directory: Path) -> Ledger:
+    """The run's ledger: planned ids vs ids Redis acknowledged, plus dead letters."""
+    ledger = Ledger(directory)
+    ledger.produce(f"{run}:{n}" for n in range(items))
+    out = ledger.writer(HANDLED)
+    acked = redis_cli(project, "SMEMBERS", f"{PREFIX}:run:{run}:acked")
+    out.add_many((i, "redis", 1) for i in acked if i)
+    out.close()
+    for dead in redis_cli(project, "SMEMBERS", f"{PREFIX}:run:{run}:dead"):
+        if dead:
+            ledger.dead_letter(dead, "dead-lettered")
+    return ledger
+
+
+def in_flight(project: ComposeProject) -> dict[str, int]:
+    """Processing lists that still hold items."""
+    keys = [k for k in redis_cli(project, "--scan", "--pattern", f"{PREFIX}:proc:*") if k]
+    return {k: int(redis_cli(project, "LLEN", k)[0]) for k in keys
+            if int(redis_cli(project, "LLEN", k)[0])}
+
+
+@pytest.fixture
+def project(docker_client: Any, docker_image: str) -> Any:
+    """A compose project of this test's own (it gets damaged), torn down after."""
+    with open_project(docker_client, PCQ_QUEUE=QUEUE, PCQ_BATCH="5", PCQ_MAX_DELAY="0.05",
+                      PCQ_HEARTBEAT_TTL="3", PCQ_HIGH_WATER="1000") as proj:
+        yield proj
+
+
+def test_sigkill_random_consumer_containers(project: ComposeProject, tmp_path: Path) -> None:
+    consumers = project.up(CONSUMERS)
+    producer = project.start_producer("--items", str(DOCKER_ITEMS), "--batch", "50",
+                                      "--timeout", "300")
+    rng = chaos_rng()
+    kills: list[tuple[str, float]] = []
+    started = time.monotonic()
+    while len(kills) < DOCKER_KILLS:
+        time.sleep(rng.uniform(1.0, 3.0))  # the chaos interval, not a synchronisation
+        producer.reload()
+        assert producer.status == "running", (
+            f"the run ended after {len(kills)} kills:\n{producer.logs(tail=30).decode()}")
+        victim = rng.choice(consumers)
+        victim.kill()  # SIGKILL, like a crashed host process
+        kills.append((victim.name, round(time.monotonic() - started, 1)))
+        victim.start()  # what a restart policy does: same container, same hostname
+    run = project.finish_producer(producer, timeout=300)
+
+    tally = run.tally
+    print(f"{len(kills)} kills {kills}; tally {tally}")
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert tally["produced"] == DOCKER_ITEMS and tally["lost"] == 0, tally
+    report = ledger_of(project, tally["run"], DOCKER_ITEMS, tmp_path / "ledger").report()
+    print(report.summary())
+    report.assert_sound()
+    assert report.dead == 0
+    assert tally["redelivered"] >= 1, "no killed consumer held an item: the test proved nothing"
+    assert in_flight(project) == {}
+    assert redis_cli(project, "LLEN", f"{PREFIX}:queue") == ["0"]
+
+
+def test_docker_pause_redis_15_s(project: ComposeProject, tmp_path: Path) -> None:
+    project.up(CONSUMERS)
+    (redis,) = project.containers("redis")
+    items = 1500
+    producer = project.start_producer("--items", str(items), "--batch", "20", "--timeout", "300")
+    acked = f"{PREFIX}:run:*"
+    deadline = time.monotonic() + 60
+    while not any(k.endswith(":acked") for k in redis_cli(project, "--scan", "--pattern", acked)):
+        assert time.monotonic() < deadline, "nothing acknowledged within 60 s"
+        time.sleep(0.2)
+    (key,) = [k for k in redis_cli(project, "--scan", "--pattern", acked) if k.endswith(":acked")]
+    before = scard(project, key)
+    redis.pause()
+    time.sleep(15)  # the outage being tested
+    redis.unpause()
+    back_from = time.monotonic()
+    while scard(project, key) <= before:
+        assert time.monotonic() - back_from < 30, "no progress 30 s after unpause"
+        time.sleep(0.1)
+    back = time.monotonic() - back_from
+    run = project.finish_producer(producer, timeout=300)
+
+    tally = run.tally
+    print(f"progress {back:.1f}s after unpause; tally {tally}")
+    assert back < 10.0, f"clients took {back:.1f}s to come back"
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert tally["produced"] == items and tally["lost"] == 0, tally
+    report = ledger_of(project, tally["run"], items, tmp_path / "ledger").report()
+    print(report.summary())
+    report.assert_sound()
+    assert in_flight(project) == {}
+    for consumer in project.containers("consumer"):
+        assert consumer.status == "running", consumer.logs(tail=20)
