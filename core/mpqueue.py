@@ -30,6 +30,7 @@ the supervisor can put back exactly what a dead consumer held.
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 import select
 import socket
@@ -221,6 +222,7 @@ class LocalQueue:
         for sock in (self.tx, self.ev_tx):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
         self.producer = -1
+        self._ppid = -1
         self.slot = -1
         self.serial = -1
         self._left = 0
@@ -246,6 +248,7 @@ class LocalQueue:
     def attach_producer(self, index: int) -> None:
         """Called once in a producer process."""
         self.producer = index
+        self._ppid = os.getppid()
 
     def attach_consumer(self, slot: int, serial: int) -> None:
         """Called once in a consumer process (``serial`` is unique per process)."""
@@ -254,6 +257,13 @@ class LocalQueue:
         self._buf = bytearray(MAX_MESSAGE + 1)
         self._view = memoryview(self._buf)
         self._poll = _Waiter(self.rx.fileno())
+        self._ppid = os.getppid()
+
+    def orphaned(self) -> bool:
+        """True if our parent died (``kill -9`` of the supervisor): nobody will send
+        a sentinel any more, so stop instead of waiting forever. (Under forkserver
+        the parent is the fork server, which exits with the supervisor.)"""
+        return os.getppid() != self._ppid
 
     def stopping(self) -> bool:
         """True once the supervisor asked everyone to stop (Ctrl-C)."""
@@ -302,7 +312,7 @@ class LocalQueue:
     def _acquire(self) -> bool:
         assert self.sem is not None
         while not self.sem.acquire(True, 0.1):
-            if self.stopping():
+            if self.stopping() or self.orphaned():
                 return False
         return True
 
@@ -320,7 +330,7 @@ class LocalQueue:
             if self._poll is None:
                 raise RuntimeError("attach_consumer() first") from None
             if not self._poll.wait(timeout):
-                return []
+                return None if self.orphaned() else []
             try:
                 n = self.rx.recv_into(self._buf, MAX_MESSAGE + 1, _RECV_FLAGS)
             except BlockingIOError:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
+import time
 
 import psutil
 import pytest
 from fixtures_local import run_local_cli, start_local_cli
 
 GOT = re.compile(r"^(\d+) got (.+)$")
+STARTED = re.compile(r"^Starting consumer => \d+$")
 
 
 def read_until(proc: subprocess.Popen[str], pattern: re.Pattern[str], count: int = 1) -> list[str]:
@@ -77,15 +80,16 @@ def test_ctrl_c_stops_reports_and_leaves_no_process(method: str) -> None:
         "--json", new_session=True,
     )
     try:
-        head = read_until(proc, GOT, count=8)  # running: producers blocked, consumers busy
+        # running: all six consumers started, producers blocked on the bounded queue
+        head = read_until(proc, STARTED, count=6)
+        head += read_until(proc, GOT, count=2)
         family = psutil.Process(proc.pid).children(recursive=True)
         assert len(family) >= 9  # 3 producers and 6 consumers at least
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        if proc.poll() is None or proc.returncode != 130:
+            _kill_session(proc)
     err = "".join(head) + err
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
@@ -93,8 +97,46 @@ def test_ctrl_c_stops_reports_and_leaves_no_process(method: str) -> None:
     assert data["interrupted"] is True
     assert data["not_consumed"] == data["produced"] - data["consumed"] - len(data["dead_letters"])
     assert data["not_produced"] == 400 - data["produced"] > 0
-    assert data["consumed"] >= 8
+    # every item a consumer announced ("got") was finished, none was cut short
+    started_items = [line for line in err.splitlines() if GOT.match(line)]
+    assert data["consumed"] == len(started_items) >= 2
     assert re.search(r"^pcq: interrupted: \d+ item\(s\) produced but not consumed", err, re.MULTILINE)
     # every child (and multiprocessing's helpers) is gone, not left as orphan or zombie
     _, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [], [(p.pid, p.status()) for p in alive]
+
+
+def test_children_exit_when_the_parent_is_killed() -> None:
+    """kill -9 of pcq itself: no sentinel will ever come, the children must not wait forever."""
+    proc = start_local_cli(
+        "--items", "60", "--max-delay", "0.1", "--queue-size", "2", "--json", new_session=True
+    )
+    try:
+        read_until(proc, STARTED, count=6)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len(family) >= 9
+        proc.kill()
+        proc.wait(10)
+        # orphans are re-parented; where PID 1 does not reap, "exited" shows as zombie
+        deadline = time.monotonic() + 20
+        running = family
+        while running and time.monotonic() < deadline:
+            running = [p for p in family if _running(p)]
+            time.sleep(0.05)
+        assert running == [], [(p.pid, p.name()) for p in running]
+    finally:
+        _kill_session(proc)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _kill_session(proc: subprocess.Popen[str]) -> None:
+    """Clean up after a failed test: kill the whole session, children included."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
