@@ -59,15 +59,18 @@ def encode(item: Item, run: str, max_bytes: int) -> bytes:
         BadPayload: the id does not belong to ``run`` or the result exceeds
             ``max_bytes`` (refused at the producer rather than dead-lettered).
     """
-    match = _ID_RE.match(item.id)
-    if match is None or match.group(1) != run:
-        raise BadPayload(f"item id {item.id!r} is not '<run>:<n>' for run {run!r}")
+    item_id = item.id
+    # run is checked once per run; then a cheap prefix + digits test per id.
+    head, _, number = item_id.rpartition(":")
+    digits = number.isdigit() and number.isascii() and len(number) <= 18
+    if head != run or not digits or not _run_ok(run):
+        raise BadPayload(f"item id {item_id!r} is not '<run>:<n>' for run {run!r}")
     if not math.isfinite(item.produced_at):
         raise BadPayload(f"item {item.id}: produced_at must be a finite number")
     # Built by hand: id and run are checked above to need no escaping, and
     # repr(float) is the shortest string that reads back to the same float.
     text = (
-        f'{{"v":1,"id":"{item.id}","run":"{run}","body":{_dumps_str(item.body)},'
+        f'{{"v":1,"id":"{item_id}","run":"{run}","body":{_dumps_str(item.body)},'
         f'"produced_at":{float(item.produced_at)!r},"deliveries":{int(item.deliveries)}}}'
     )
     raw = text.encode("utf-8")

@@ -109,6 +109,7 @@ class RedisQueue:
         self._retry = Retrier(settings, log, wait)
         self._scripts = Scripts(client)
         self._seq = 0
+        self._quiet_until = 0.0  # backpressure: no "waiting" line before this time
         self._held: dict[str, list[bytes]] = {}
         self._acks = AckBuffer()
         self._busy = True  # items were left in the queue: try a non-blocking claim first
@@ -145,24 +146,27 @@ class RedisQueue:
         keys = [self.keys.queue, self.keys.run(run)]
         args: list[bytes | str | int] = [self.settings.high_water, self._seq, *raws]
         deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
-        pause, warned = 0.01, False
+        pause = 0.005
         while True:
             status, length = self._retry.call(self._scripts.push, keys, args)
             if status != 0:
                 return
-            if not warned:
+            now = time.monotonic()
+            if now >= self._quiet_until:  # one line per 10 s of waiting, not per batch
+                self._quiet_until = now + 10.0
                 self.notify(
                     f"queue {self.settings.queue} holds {length} items "
                     f"(high-water {self.settings.high_water}): producer waiting"
                 )
-                warned = True
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and now > deadline:
                 raise PcqError(
                     f"queue {self.settings.queue} stayed above its high-water mark for "
                     f"{self.put_timeout:g}s: are any consumers running?"
                 )
             self._wait(pause)
-            pause = min(0.25, pause * 2)
+            # Short pauses: the queue holds thousands of items, so consumers never
+            # run dry while we wait, and room is used as soon as it appears.
+            pause = min(0.05, pause * 2)
 
     def end_stream(self) -> None:
         """Close this producer's stream (``consume --drain`` waits for that)."""
