@@ -180,6 +180,7 @@ def test_sigkilled_worker_job_runs_again_elsewhere(
     rescuer.wait_for(r" got Master Shake$", 45)
     noticed = time.monotonic() - killed_at
     assert noticed < 45, noticed
+    print(f"job running again on another worker {noticed:.1f}s after the SIGKILL")
 
     tally = produce_rq_wait(conn, queue, settings, run_id(settings, "kill1"), items)
     assert (tally["consumed"], tally["lost"], tally["duplicates"]) == (1, 0, 0)
