@@ -93,6 +93,7 @@ class Row:
 
     @property
     def ratio(self) -> float:
+        """pcq items/s over raw items/s."""
         return self.pcq / self.raw
 
 
@@ -102,6 +103,7 @@ def best(fn, n: int, consumers: int, batch: int, repeat: int) -> float:  # type:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run every shape on both sides and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=300_000, help="items, unbatched runs")
     parser.add_argument("--batched-items", type=int, default=3_000_000, help="items, batched")

@@ -81,66 +81,75 @@ def build_config(
     )
 
 
+DEFAULT_START_METHOD = default_start_method()
+
+# The options, one alias each, so that the command's signature stays readable.
+Producers = Annotated[
+    int | None,
+    typer.Option("--producers", min=1, help="Producer processes (default: one per name list, 3 for the seed's lists)."),
+]
+Consumers = Annotated[
+    int | None,
+    typer.Option("--consumers", min=1, help="Consumer processes (default: 2 x producers)."),
+]
+Items = Annotated[
+    int | None,
+    typer.Option("--items", min=0, help="Generate N names instead of the seed's lists."),
+]
+NamesFile = Annotated[
+    Path | None,
+    typer.Option("--names-file", dir_okay=False, help="Read names from PATH, one per line."),
+]
+MaxDelay = Annotated[
+    float,
+    typer.Option("--max-delay", help="Simulated work per item: random sleep in [0, SECONDS]."),
+]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed the random work times.")]
+StartMethod = Annotated[str, typer.Option("--start-method", help=START_METHOD_HELP)]
+QueueSize = Annotated[
+    int | None,
+    typer.Option(
+        "--queue-size", min=1,
+        help="Bound the queue to N messages: producers block when full (backpressure).",
+    ),
+]
+Batch = Annotated[int, typer.Option("--batch", min=1, help="Items per queue message (speed).")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No per-item lines.")]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="One JSON object on stdout; demo lines go to stderr.")
+]
+MaxDeliveries = Annotated[
+    int,
+    typer.Option("--max-deliveries", min=1, help="Dead-letter an item whose handler failed N times."),
+]
+KillAfter = Annotated[
+    int | None,
+    typer.Option(
+        "--kill-consumer-after", min=1, hidden=True,
+        help="Test hook: the first consumer SIGKILLs itself in the middle of its Nth item.",
+    ),
+]
+FailOn = Annotated[
+    str | None,
+    typer.Option("--fail-on", hidden=True, help="Test hook: the handler raises on names with TEXT."),
+]
+
+
 def local(
-    producers: Annotated[
-        int | None,
-        typer.Option("--producers", min=1, help="Producer processes [default: one per list, 3]."),
-    ] = None,
-    consumers: Annotated[
-        int | None,
-        typer.Option("--consumers", min=1, help="Consumer processes [default: 2 x producers]."),
-    ] = None,
-    items: Annotated[
-        int | None,
-        typer.Option("--items", min=0, help="Generate N names instead of the seed's lists."),
-    ] = None,
-    names_file: Annotated[
-        Path | None,
-        typer.Option("--names-file", dir_okay=False, help="Read names from PATH, one per line."),
-    ] = None,
-    max_delay: Annotated[
-        float,
-        typer.Option("--max-delay", help="Simulated work per item: random sleep in [0, SECONDS]."),
-    ] = 0.5,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed the random work times (reproducible).")
-    ] = None,
-    start_method: Annotated[
-        str, typer.Option("--start-method", help=START_METHOD_HELP)
-    ] = default_start_method(),
-    queue_size: Annotated[
-        int | None,
-        typer.Option(
-            "--queue-size", min=1,
-            help="Bound the queue to N messages: producers block when full (backpressure).",
-        ),
-    ] = None,
-    batch: Annotated[
-        int, typer.Option("--batch", min=1, help="Items per queue message (speed).")
-    ] = 1,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No per-item lines.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object on stdout; demo lines go to stderr.")
-    ] = False,
-    max_deliveries: Annotated[
-        int,
-        typer.Option(
-            "--max-deliveries", min=1, help="Dead-letter an item whose handler failed N times."
-        ),
-    ] = 5,
-    kill_consumer_after: Annotated[
-        int | None,
-        typer.Option(
-            "--kill-consumer-after", min=1, hidden=True,
-            help="Test hook: the first consumer SIGKILLs itself in the middle of its Nth item.",
-        ),
-    ] = None,
-    fail_on: Annotated[
-        str | None,
-        typer.Option(
-            "--fail-on", hidden=True, help="Test hook: the handler raises on names containing TEXT."
-        ),
-    ] = None,
+    producers: Producers = None,
+    consumers: Consumers = None,
+    items: Items = None,
+    names_file: NamesFile = None,
+    max_delay: MaxDelay = 0.5,
+    seed: Seed = None,
+    start_method: StartMethod = DEFAULT_START_METHOD,
+    queue_size: QueueSize = None,
+    batch: Batch = 1,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+    max_deliveries: MaxDeliveries = 5,
+    kill_consumer_after: KillAfter = None,
+    fail_on: FailOn = None,
 ) -> None:
     """Run the seed's producer/consumer demo with processes on this machine."""
     cfg = build_config(

@@ -98,6 +98,7 @@ class Plan:
 
     @property
     def total(self) -> int:
+        """How many items the run is meant to produce."""
         return self.ranges[-1][1] if self.ranges else 0
 
     def bodies(self, start: int, count: int) -> list[str]:

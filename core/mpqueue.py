@@ -36,11 +36,12 @@ import select
 import socket
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields
 from multiprocessing.context import BaseContext
 from typing import Any, cast
 
 from core.errors import PcqError
+from core.ledger import INFLIGHT as _INFLIGHT
+from core.ledger import Ledger, make_item
 from core.transport import Item
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
 MAX_MESSAGE = 64 * 1024
 SENTINEL = b"S"  # end of stream for one consumer; pickles never start with "S"
 SNDBUF = 1 << 20  # a deeper buffer means fewer producer wake-ups (capped by wmem_max)
-_INFLIGHT = 4  # per slot: first index, count, deliveries, owes-a-semaphore-release
 # Plain ints: or-ing the enum members costs more than the recv itself.
 _NOWAIT = int(socket.MSG_DONTWAIT)
 _RECV_FLAGS = int(socket.MSG_DONTWAIT) | int(socket.MSG_TRUNC)
@@ -84,34 +84,6 @@ def runs(indexes: Sequence[int]) -> Iterator[tuple[int, int]]:
         yield start, prev - start + 1
 
 
-def _item_factory() -> Callable[[str, str, float, int], Item]:
-    """The fastest way to build an :class:`Item`, checked to equal the constructor.
-
-    The frozen dataclass ``__init__`` goes through ``object.__setattr__`` once
-    per field (~0.6 us per item). Filling the slots with their descriptors
-    directly halves that, which matters at a million items per second. If
-    ``Item`` ever grows a ``__post_init__`` or other fields, use the constructor.
-    """
-    names = tuple(f.name for f in fields(Item))
-    if names != ("id", "body", "produced_at", "deliveries") or hasattr(Item, "__post_init__"):
-        return Item
-    new = object.__new__
-    set_id, set_body, set_at, set_deliveries = (getattr(Item, n).__set__ for n in names)
-
-    def make(id: str, body: str, produced_at: float, deliveries: int = 0) -> Item:
-        item = new(Item)
-        set_id(item, id)
-        set_body(item, body)
-        set_at(item, produced_at)
-        set_deliveries(item, deliveries)
-        return item
-
-    return make
-
-
-make_item = _item_factory()
-
-
 class _Waiter:
     """Wait for the shared socket to be readable.
 
@@ -129,70 +101,15 @@ class _Waiter:
             self.poller.register(fd, select.POLLIN)
 
     def wait(self, timeout: float) -> bool:
+        """True when the socket became readable within ``timeout`` seconds."""
         if self.epoll:
             return bool(self.poller.poll(timeout))
         return bool(self.poller.poll(int(timeout * 1000)))
 
     def close(self) -> None:
+        """Release the epoll descriptor."""
         if self.epoll:
             self.poller.close()
-
-
-class Ledger:
-    """Shared-memory bookkeeping, written with plain stores (no locks).
-
-    ``done[i]`` is ``serial + 1`` of the consumer that handled item ``i`` first
-    (``-1``: dead-lettered); ``inflight`` holds, per consumer slot, the range it
-    is working on; ``dups``/``put`` count duplicates per consumer serial and
-    items put per producer; ``flags[0]`` is the stop flag (a byte read per item
-    is far cheaper than ``Event.is_set``, which takes a lock).
-    """
-
-    def __init__(self, ctx: BaseContext, total: int, slots: int, serials: int, producers: int):
-        self.sizes = (total, slots, serials, producers)
-        n = max(total, 1)
-        self.raw = {
-            "done": ctx.RawArray("i", n),
-            "produced_at": ctx.RawArray("d", n),
-            "inflight": ctx.RawArray("q", slots * _INFLIGHT),
-            "dups": ctx.RawArray("q", max(serials, 1)),
-            "put": ctx.RawArray("q", max(producers, 1)),
-            "flags": ctx.RawArray("b", 1),
-        }
-        self._views()
-
-    def _views(self) -> None:
-        # memoryview stores cost a third of ctypes array item access (hot path)
-        codes: dict[str, Any] = {"done": "i", "produced_at": "d", "flags": "b"}
-        for name, arr in self.raw.items():
-            setattr(self, name, memoryview(arr).cast("B").cast(codes.get(name, "q")))
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"sizes": self.sizes, "raw": self.raw}  # memoryviews do not pickle (spawn)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._views()
-
-    # Typed as Any: typeshed's memoryview is int-only, produced_at holds floats.
-    done: Any
-    produced_at: Any
-    inflight: Any
-    dups: Any
-    put: Any
-    flags: Any
-
-    def held(self, slot: int) -> tuple[int, int, int, int]:
-        """``(first, count, deliveries, owes)`` recorded for ``slot`` (count 0: nothing)."""
-        base = slot * _INFLIGHT
-        first, count, deliveries, owes = self.inflight[base : base + _INFLIGHT].tolist()
-        return first, count, deliveries, owes
-
-    def clear(self, slot: int) -> None:
-        """Forget what ``slot`` held."""
-        base = slot * _INFLIGHT
-        self.inflight[base + 1] = 0
-        self.inflight[base + 3] = 0
 
 
 class LocalQueue:

@@ -48,14 +48,17 @@ class LocalResult:
 
     @property
     def lost(self) -> int:
+        """Produced but neither consumed nor dead-lettered."""
         return self.produced - self.consumed - len(self.dead_letters)
 
     @property
     def not_produced(self) -> int:
+        """Planned but never put on the queue (Ctrl-C)."""
         return self.planned - self.produced
 
     @property
     def items_per_second(self) -> float:
+        """Unique items consumed per second of the run."""
         return self.consumed / self.seconds if self.seconds > 0 else 0.0
 
     @property

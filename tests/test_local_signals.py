@@ -65,7 +65,7 @@ def test_sigkill_from_outside_mid_item_loses_nothing() -> None:
 def test_kill_hook_consumer_dies_mid_item() -> None:
     run = run_local_cli(
         "--items", "30", "--consumers", "2", "--max-delay", "0.01", "--kill-consumer-after",
-        "3", "--quiet", "--json",
+        "1", "--quiet", "--json",
     )
     assert run.code == 0, run.stderr
     assert (run.data["consumed"], run.data["lost"], run.data["replacements"]) == (30, 0, 1)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from core.local import Launcher, LocalConfig, run_local
 from core.mpqueue import MAX_MESSAGE, LocalQueue
 
 
-def _steal_and_die(queue: LocalQueue) -> None:
+def _steal_and_die(queue: LocalQueue, stolen: Any) -> None:
     """Take one message off the wire and die before recording the claim.
 
     This is the window no ledger can see (killed between recv and the first
@@ -17,15 +18,24 @@ def _steal_and_die(queue: LocalQueue) -> None:
     bounded queue the slot the message used is never given back either.
     """
     queue.rx.recv(MAX_MESSAGE + 1)
+    stolen.set()
     os._exit(1)
 
 
 class ThievingLauncher(Launcher):
-    """Consumer serial 0 is a thief; every other consumer (and replacement) is normal."""
+    """Consumer serial 0 is a thief; every other consumer (and replacement) is normal.
+
+    The others start only once the thief has its message, so it always gets one.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.stolen = self.ctx.Event()
 
     def consumer(self, slot: int, serial: int) -> BaseProcess:
         if serial == 0:
-            return self._start(_steal_and_die, (self.queue,), "pcq-thief")
+            return self._start(_steal_and_die, (self.queue, self.stolen), "pcq-thief")
+        assert self.stolen.wait(10.0)
         return super().consumer(slot, serial)
 
 
