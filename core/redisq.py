@@ -116,6 +116,7 @@ class RedisQueue:
         self._calls = 0
         self._call_prefix = uuid.uuid4().hex[:8]
         self._heart: Heartbeat | None = None
+        self._ckeys: list[str] = []
 
     # Producer side -------------------------------------------------------------
     def open_run(self) -> str:
@@ -316,8 +317,11 @@ class RedisQueue:
         return raw
 
     def _claim_keys(self) -> list[str]:
-        k, me = self.keys, self.consumer
-        return [k.queue, k.processing(me), k.consumers, k.deliveries, k.errors, k.stats, k.call(me)]
+        if not self._ckeys:
+            k, me = self.keys, self.consumer
+            self._ckeys = [k.queue, k.processing(me), k.consumers, k.deliveries, k.errors,
+                           k.stats, k.call(me)]  # fmt: skip
+        return self._ckeys
 
     def _claim_args(self, want: int) -> list[Any]:
         # Every call gets the next number; the script skips one it has applied.
@@ -331,23 +335,31 @@ class RedisQueue:
         return self._hold(reply)
 
     def _wait_and_claim(self, timeout: float) -> list[Item]:
-        k, keys = self.keys, self._claim_keys()
+        k, keys, me = self.keys, self._claim_keys(), self.consumer
         acks = self._claim_args(0) if self._acks else None
         self._acks.clear()
-        claim = self._claim_args(self.settings.batch - 1)
+        more = self.settings.batch - 1
+        claim = self._claim_args(more) if more else None
 
         def cycle() -> list[Any]:
             with self.client.pipeline(transaction=False) as pipe:
                 if acks is not None:
                     self._scripts.queue(pipe, "claim", keys, acks)
                 # Redis >= 6 takes a fractional timeout; redis-py's hint says int.
-                proc = k.processing(self.consumer)
-                pipe.blmove(k.queue, proc, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
-                self._scripts.queue(pipe, "claim", keys, claim)
+                pipe.blmove(k.queue, k.processing(me), timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
+                if claim is not None:
+                    self._scripts.queue(pipe, "claim", keys, claim)
+                else:  # batch 1: read what we hold natively (cheaper than a script)
+                    pipe.sadd(k.consumers, me)
+                    pipe.hlen(k.deliveries)
+                    pipe.llen(k.queue)
+                    pipe.lrange(k.processing(me), 0, -1)
                 return pipe.execute()
 
         replies = self._retry.call(self._scripts.reloading, cycle)
-        return self._hold(replies[-1])
+        if claim is not None:
+            return self._hold(replies[-1])
+        return self._hold([replies[-3], replies[-2], *replies[-1]])
 
     def _hold(self, reply: list[Any]) -> list[Item]:
         """Take the claim script's reply as what this consumer now holds."""
