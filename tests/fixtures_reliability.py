@@ -5,7 +5,10 @@
   running at the end of the test is SIGKILLed and reaped.
 * ``everysec_server`` -- a redis-server of the test's own with
   ``appendfsync everysec`` (the compose file's setting), which the test may
-  SIGKILL and restart on the same port and directory.
+  SIGKILL and restart on the same port and directory;
+* ``acl_server`` -- a redis-server of the test's own whose users are the
+  compose file's: ``docker/redis/users.acl.in`` rendered by
+  ``docker/redis/render-acl.sh`` (the very files the redis service uses).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import pytest
 import redis
-from fixtures_redis import REDIS_BIN, START_TIMEOUT, RedisServer, _need_redis
+from fixtures_redis import PASSWORD, REDIS_BIN, START_TIMEOUT, RedisServer, _need_redis
 from ledger import Ledger
 
 from core.config import RedisSettings
@@ -30,18 +33,38 @@ from core.keys import Keys
 DRIVER = Path(__file__).with_name("chaos_redis.py")
 
 
-class EverysecServer(RedisServer):
-    """:class:`fixtures_redis.RedisServer` with ``appendfsync everysec``."""
+class OwnRedis(RedisServer):
+    """:class:`fixtures_redis.RedisServer` with a choice of fsync policy and an ACL file.
+
+    With ``acl_file`` the server has no ``requirepass``: ``password`` is the
+    ``admin`` user's (``docker/redis/users.acl.in``), which the probe uses.
+    """
+
+    def __init__(self, workdir: Path, *, fsync: str = "everysec", acl_file: Path | None = None,
+                 password: str = PASSWORD) -> None:
+        super().__init__(workdir, password)
+        self.fsync, self.acl_file = fsync, acl_file
+
+    def client(self) -> redis.Redis:
+        """A client with full rights (the ACL's ``admin`` user when there is an ACL)."""
+        user = "admin" if self.acl_file else None
+        return redis.Redis(host="127.0.0.1", port=self.port, username=user,
+                           password=self.password)
+
+    def url_for(self, user: str, password: str) -> str:
+        """``redis://user:password@127.0.0.1:port/0``."""
+        return f"redis://{user}:{password}@127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         """Start (or restart) the server; return once it answers PING (AOF loaded)."""
         assert self.proc is None, "already running"
         self.dir.mkdir(parents=True, exist_ok=True)
+        auth = (["--aclfile", str(self.acl_file)] if self.acl_file
+                else ["--requirepass", self.password])
         args = [
-            REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--requirepass", self.password, "--dir", str(self.dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--daemonize", "no", "--loglevel", "warning",
+            REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", *auth,
+            "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", self.fsync,
+            "--save", "", "--daemonize", "no", "--loglevel", "warning",
         ]  # fmt: skip
         self._log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - closed in _reap
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
@@ -54,9 +77,13 @@ class EverysecServer(RedisServer):
                 except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
                     pass
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
                     self._reap()
-                    raise RuntimeError("redis-server did not start (see redis.log)")
+                    raise RuntimeError(f"redis-server did not start:\n{log}")
                 time.sleep(0.02)
+
+
+EverysecServer = OwnRedis  # the default policy is the compose file's: everysec
 
 
 @pytest.fixture
@@ -64,6 +91,39 @@ def everysec_server(tmp_path: Path) -> Iterator[EverysecServer]:
     """A redis-server (AOF, fsync every second) of this test's own."""
     _need_redis()
     server = EverysecServer(tmp_path / "redis-everysec")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+ACL_DIR = Path(__file__).resolve().parent.parent / "docker" / "redis"
+ACL_QUEUE = "acltest"
+ROLE_PASSWORDS = {"admin": PASSWORD, "producer": "p-" + PASSWORD, "consumer": "c-" + PASSWORD,
+                  "rq": "r-" + PASSWORD}
+
+
+def render_acl(out: Path, queue: str = ACL_QUEUE) -> None:
+    """Render the compose file's ACL for ``queue`` with :data:`ROLE_PASSWORDS`."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PCQ_QUEUE": queue,
+        "REDIS_PASSWORD": ROLE_PASSWORDS["admin"],
+        "PCQ_PRODUCER_PASSWORD": ROLE_PASSWORDS["producer"],
+        "PCQ_CONSUMER_PASSWORD": ROLE_PASSWORDS["consumer"],
+        "PCQ_RQ_PASSWORD": ROLE_PASSWORDS["rq"],
+    }
+    subprocess.run(["sh", str(ACL_DIR / "render-acl.sh"), str(out)], env=env, check=True,
+                   timeout=30)
+
+
+@pytest.fixture
+def acl_server(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A redis-server with the compose file's per-role ACL users (queue ``acltest``)."""
+    _need_redis()
+    acl = tmp_path / "users.acl"
+    render_acl(acl)
+    server = OwnRedis(tmp_path / "redis-acl", acl_file=acl)
     server.start()
     try:
         yield server
