@@ -1,0 +1,153 @@
+"""Payload schema v1 and RedisSettings (pure functions: no server needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.config import RedisSettings, redact_url
+from core.errors import UsageProblem
+from core.payload import BadPayload, dead_record, decode, encode
+from core.transport import Item
+
+RUN = "0123abcdef01"
+CAP = 64 * 1024
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=0, max_value=10**12),
+    body=st.text(max_size=200),
+    produced_at=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_round_trip(n: int, body: str, produced_at: float) -> None:
+    item = Item(f"{RUN}:{n}", body, produced_at)
+    got = decode(encode(item, RUN, CAP), CAP, deliveries=3)
+    assert (got.id, got.body, got.produced_at, got.deliveries) == (item.id, body, produced_at, 3)
+
+
+def test_encoding_is_plain_json_with_the_documented_keys() -> None:
+    raw = encode(Item(f"{RUN}:7", "Meatwad", 1732540000.5), RUN, CAP)
+    assert json.loads(raw) == {
+        "v": 1, "id": f"{RUN}:7", "run": RUN, "body": "Meatwad",
+        "produced_at": 1732540000.5, "deliveries": 0,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        (Item("other:1", "x", 1.0), "is not '<run>:<n>'"),
+        (Item(f"{RUN}:x1", "x", 1.0), "is not '<run>:<n>'"),
+        (Item(f"{RUN}:1", "x", math.inf), "finite"),
+        (Item(f"{RUN}:1", "x" * CAP, 1.0), "exceeds"),
+    ],
+)
+def test_encode_refuses(item: Item, problem: str) -> None:
+    with pytest.raises(BadPayload, match=problem):
+        encode(item, RUN, CAP)
+
+
+GOOD = {"v": 1, "id": f"{RUN}:1", "run": RUN, "body": "b", "produced_at": 1.5, "deliveries": 0}
+
+
+def variant(**changes: object) -> bytes:
+    obj = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in obj.items() if v is not ...}).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"", "not JSON"),
+        (b'{"v":1} trailing', "not JSON"),
+        (b"[" * 50_000, "not JSON: nested too deeply"),
+        (b"\xff\xfe\x00", "invalid UTF-8 at byte 0"),
+        (b"x" * (CAP + 1), "oversize"),
+        (b"[1, 2]", "wrong schema: expected a JSON object"),
+        (variant(v=2), "unsupported version"),
+        (variant(v=True), "unsupported version"),
+        (variant(extra=1), "unexpected keys ['extra']"),
+        (variant(body=...), "missing keys ['body']"),
+        (variant(body=5), "'body' must be a string"),
+        (variant(run="bad run!"), "'run'"),
+        (variant(id="someone-else:1"), "'id'"),
+        (variant(id=f"{RUN}:-1"), "'id'"),
+        (variant(produced_at="yesterday"), "produced_at"),
+        (variant(produced_at=True), "produced_at"),
+        (b'{"v":1,"id":"' + RUN.encode() + b':1","run":"' + RUN.encode()
+         + b'","body":"b","produced_at":NaN,"deliveries":0}', "produced_at"),
+        (variant(deliveries=-1), "deliveries"),
+        (variant(deliveries=1.5), "deliveries"),
+        (b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00\x8c\x07Meatwad\x94.", "invalid UTF-8"),  # a pickle
+    ],
+)  # fmt: skip
+def test_decode_rejects_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(BadPayload) as info:
+        decode(raw, CAP)
+    assert reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_decode_accepts_surrounding_whitespace() -> None:
+    item = decode(b"  " + variant() + b"\n", CAP)
+    assert item.id == f"{RUN}:1" and item.deliveries == 1
+
+
+def test_dead_record_keeps_the_payload() -> None:
+    record = json.loads(dead_record(b"\xffbad", "invalid UTF-8 at byte 0", "h:1", 12.3456, id=None))
+    assert record["payload_b64"] == "/2JhZA==" and record["reason"].startswith("invalid")
+    assert record["at"] == 12.346 and record["consumer"] == "h:1"
+    assert json.loads(dead_record(b"text", "r", "h:1", 0.0))["payload"] == "text"
+
+
+def test_settings_from_env_and_overrides() -> None:
+    env = {
+        "REDIS_URL": "redis://u:p%40ss@example:6380/2", "PCQ_QUEUE": "jobs", "PCQ_BATCH": "50",
+        "PCQ_MAX_DELIVERIES": "3", "PCQ_HIGH_WATER": "500", "PCQ_HEARTBEAT_TTL": "2.5",
+        "PCQ_MAX_PAYLOAD_BYTES": "1024", "PCQ_MAX_DELAY": "0", "PCQ_ITEMS": "10",
+        "PCQ_REDIS_RETRIES": "0",
+    }  # fmt: skip
+    s = RedisSettings.from_env(env)
+    assert (s.queue, s.batch, s.max_deliveries, s.high_water) == ("jobs", 50, 3, 500)
+    assert (s.heartbeat_ttl, s.max_payload_bytes, s.max_delay, s.items, s.retries) == (
+        2.5, 1024, 0.0, 10, 0,
+    )  # fmt: skip
+    assert (s.where, s.username, s.password) == ("example:6380", "u", "p@ss")
+    assert (s.heartbeat_every, s.reap_every) == (0.5, 1.0)
+    assert s.with_overrides(batch=7, queue=None).batch == 7
+    assert "p%40ss" not in repr(s) and "p@ss" not in repr(s)
+    assert RedisSettings.from_env({}) == RedisSettings()
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"PCQ_BATCH": "many"}, "PCQ_BATCH"),
+        ({"PCQ_BATCH": "0"}, "batch"),
+        ({"PCQ_BATCH": "1001"}, "batch"),
+        ({"PCQ_QUEUE": "no spaces"}, "queue name"),
+        ({"PCQ_HIGH_WATER": "5", "PCQ_BATCH": "10"}, "high-water"),
+        ({"PCQ_HEARTBEAT_TTL": "0.5"}, "heartbeat"),
+        ({"PCQ_MAX_DELAY": "-1"}, "max delay"),
+        ({"PCQ_MAX_DELIVERIES": "0"}, "max deliveries"),
+        ({"REDIS_URL": "http://x"}, "scheme"),
+        ({"REDIS_URL": "redis://:secret@h:99999/0"}, "(?i)port"),
+        ({"REDIS_URL": "redis:///0"}, "no host"),
+    ],
+)
+def test_bad_settings_are_usage_problems(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(UsageProblem, match=problem) as info:
+        RedisSettings.from_env(env)
+    assert "secret" not in str(info.value)
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+    assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+    assert redact_url("redis://h:1/0") == "redis://h:1/0"
