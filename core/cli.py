@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "core.cli_local",
     "producer.cli",
     "consumer.cli",
+    "core.cli_compare",
+    "core.cli_status",
 )
 
 app = typer.Typer(

@@ -1,0 +1,114 @@
+"""``pcq compare``: one workload through local, Redis-list and RQ transports, side by side."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console as RichConsole
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from core.compare.report import render_summary, write_report
+from core.compare.rq_runner import WORKER_CLASSES
+from core.compare.run import CompareConfig, Reporter, run_compare
+from core.compare.workload import Workload, parse_consumers, parse_transports, parse_work
+from core.errors import PcqError, UsageProblem
+from core.local import stop_helpers
+
+__all__ = ["compare", "register"]
+
+
+class _RichReporter(Reporter):
+    """One progress bar per run, on stderr."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def start(self, label: str, total: int) -> Callable[[int], None]:
+        task = self.progress.add_task(label, total=total)
+        return lambda done: self.progress.update(task, completed=done)
+
+    def line(self, text: str) -> None:
+        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def compare(
+    items: Annotated[int, typer.Option("--items", help="Items per run.")] = 200,
+    payload_bytes: Annotated[
+        int, typer.Option("--payload-bytes", help="Bytes of body per item (1-60000).")
+    ] = 64,
+    work: Annotated[
+        str, typer.Option("--work", help="Per item: noop, sleep:MS (I/O-bound) or cpu:MS (CPU-bound).")
+    ] = "noop",
+    consumers: Annotated[
+        str, typer.Option("--consumers", help="Consumer counts to try, e.g. 1,2,4,8.")
+    ] = "1,2,4",
+    transports: Annotated[
+        str, typer.Option("--transports", help="Any of local,redis,rq.")
+    ] = "local,redis,rq",
+    batch: Annotated[int, typer.Option("--batch", help="Items per queue message / round trip.")] = 1,
+    repeat: Annotated[int, typer.Option("--repeat", help="Runs per configuration (medians reported).")] = 1,
+    docker: Annotated[
+        bool, typer.Option("--docker", help="Also the Redis list with compose-scaled containers (not implemented: skipped).")
+    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Report folder.", file_okay=False)] = Path("pcq-report"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print results.json on stdout (table and bars go to stderr).")
+    ] = False,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis-url", help="Use this Redis (env REDIS_URL) instead of a throwaway one.")
+    ] = None,
+    rq_worker: Annotated[
+        str, typer.Option("--rq-worker", help="RQ worker class: fork (RQ's default) or simple.")
+    ] = "fork",
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Longest single run, seconds [default: from the workload].")
+    ] = None,
+) -> None:
+    """Run one workload through each transport and report throughput, latency and fairness."""
+    cfg = _config(items, payload_bytes, work, consumers, transports, batch, repeat, docker,
+                  redis_url, rq_worker, timeout)
+    err = RichConsole(file=sys.stderr)
+    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err) as progress:
+            results = run_compare(cfg, _RichReporter(progress))
+    finally:
+        stop_helpers()  # reap the fork server before pcq exits
+    paths = write_report(results, out)
+    render_summary(results, sys.stderr if as_json else sys.stdout)
+    if as_json:
+        sys.stdout.write(json.dumps(results) + "\n")
+        sys.stdout.flush()
+    print(f"report: {paths['report']} (results.json, throughput.png, latency.png in {out})", file=sys.stderr)
+    bad = [r for r in results["runs"] if r["lost"] or r["notes"]]
+    if bad:
+        raise PcqError(f"{len(bad)} run(s) did not account for every item: see {paths['results']}")
+
+
+def _config(
+    items: int, payload_bytes: int, work: str, consumers: str, transports: str, batch: int,
+    repeat: int, docker: bool, redis_url: str | None, rq_worker: str, timeout: float | None,
+) -> CompareConfig:
+    """Validate every knob (usage errors: one line, exit 2)."""
+    if repeat < 1:
+        raise UsageProblem(f"--repeat must be >= 1, got {repeat}")
+    if rq_worker not in WORKER_CLASSES:
+        raise UsageProblem(f"--rq-worker must be one of {', '.join(WORKER_CLASSES)}, not {rq_worker!r}")
+    if timeout is not None and not timeout > 0:
+        raise UsageProblem(f"--timeout must be > 0, got {timeout}")
+    workload = Workload(items=items, payload_bytes=payload_bytes, work=parse_work(work), batch=batch)
+    return CompareConfig(
+        workload=workload, consumers=parse_consumers(consumers),
+        transports=parse_transports(transports), repeat=repeat, redis_url=redis_url,
+        rq_worker=rq_worker, docker=docker, timeout=timeout,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pcq compare`` to the CLI."""
+    app.command("compare")(compare)

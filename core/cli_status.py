@@ -1,0 +1,223 @@
+"""``pcq status`` (one shot) and ``pcq watch`` (live): what is in the queues right now.
+
+Both show, for the Redis list: queue length, items in flight per consumer, dead
+letters, consumers with their heartbeat age (from :func:`core.tally.queue_status`),
+and the acknowledgement rate; for RQ: the queue's length, its registries
+(started, finished, failed, deferred, scheduled, canceled) and its workers.
+
+The rate is computed from the number of items acknowledged (summed over the
+ledgers of the queue's 50 newest runs) sampled over time: ``pcq watch`` reports items/s over the last 10 s (its own samples, one per
+refresh); ``pcq status`` samples twice, ``--window`` seconds apart (default 1 s;
+``0`` skips the rate).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.console import Console as RichConsole
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rq.registry import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+
+from core.config import RedisSettings
+from core.errors import UsageProblem
+from core.keys import Keys
+from core.redisconn import connect, explain
+from core.tally import queue_status
+
+__all__ = ["RateWindow", "collect", "register", "rq_status"]
+
+WATCH_WINDOW = 10.0
+_REGISTRIES = {
+    "started": StartedJobRegistry, "finished": FinishedJobRegistry, "failed": FailedJobRegistry,
+    "deferred": DeferredJobRegistry, "scheduled": ScheduledJobRegistry,
+    "canceled": CanceledJobRegistry,
+}
+
+
+def rq_status(client: redis.Redis, queue: str) -> dict[str, Any]:
+    """RQ queue length, registry sizes and worker count, read-only.
+
+    ZCARD rather than ``registry.count``: the latter runs RQ's cleanup, which
+    moves jobs around -- a status command must not change what it reports.
+    """
+    with client.pipeline(transaction=False) as pipe:
+        pipe.llen(f"rq:queue:{queue}")
+        for cls in _REGISTRIES.values():
+            pipe.zcard(cls(queue, connection=client).key)
+        pipe.scard(f"rq:workers:{queue}")
+        replies = pipe.execute()
+    registries = {name: int(n) for name, n in zip(_REGISTRIES, replies[1:-1])}
+    return {"queue": queue, "length": int(replies[0]), "registries": registries, "workers": int(replies[-1])}
+
+
+class RateWindow:
+    """Items/s of a growing counter over the last ``span`` seconds of samples."""
+
+    def __init__(self, span: float = WATCH_WINDOW) -> None:
+        self.span = span
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def add(self, at: float, count: int) -> float | None:
+        """Record a sample; return the rate over the window (None until two samples)."""
+        self.samples.append((at, count))
+        while len(self.samples) > 2 and at - self.samples[1][0] >= self.span:
+            self.samples.popleft()
+        first_at, first = self.samples[0]
+        if at <= first_at:
+            return None
+        return round(max(0, count - first) / (at - first_at), 1)
+
+
+RECENT_RUNS = 50
+
+
+def acked_total(client: redis.Redis, keys: Keys, recent: int = RECENT_RUNS) -> int:
+    """Distinct items acknowledged over the ``recent`` newest runs of the queue.
+
+    Summed from the runs' ledgers (``run:<run>:acked``): the only per-queue
+    acknowledgement count every version of the claim script maintains.
+    """
+    runs = client.zrevrange(keys.runs, 0, recent - 1)
+    if not runs:
+        return 0
+    with client.pipeline(transaction=False) as pipe:
+        for run in runs:
+            pipe.scard(keys.acked(run.decode() if isinstance(run, bytes) else str(run)))
+        return sum(int(n) for n in pipe.execute())
+
+
+def _acked(status: dict[str, Any]) -> int:
+    return int(status["acked_total"])
+
+
+def collect(client: redis.Redis, settings: RedisSettings, rq_queue: str) -> dict[str, Any]:
+    """One snapshot: the list queue (``queue_status``) plus the RQ queue."""
+    status = queue_status(settings, client)
+    status["at"] = round(time.time(), 3)
+    status["acked_total"] = acked_total(client, Keys(settings.queue))
+    status["rq"] = rq_status(client, rq_queue)
+    return status
+
+
+def _settings(queue: str | None, redis_url: str | None) -> RedisSettings:
+    return RedisSettings.from_env().with_overrides(url=redis_url, queue=queue)
+
+
+def _render(status: dict[str, Any], rate: float | None, window: float | None) -> Group:
+    head = Table(title=f"pcq status: queue {status['queue']}", title_justify="left", show_header=False)
+    head.add_column("what")
+    head.add_column("value", justify="right")
+    head.add_row("queue length", str(status["length"]))
+    head.add_row("in flight", str(status["in_flight"]))
+    head.add_row("dead letters", str(status["dead_letters"]))
+    head.add_row("open streams", str(status["open_runs"]))
+    alive = sum(1 for c in status["consumers"] if c["alive"])
+    head.add_row("consumers alive", f"{alive} of {len(status['consumers'])}")
+    label = f"items/s (last {window:g} s)" if window else "items/s"
+    head.add_row(label, "-" if rate is None else f"{rate:,.1f}")
+    cons = Table(title="consumers", title_justify="left")
+    for name in ("consumer", "alive", "heartbeat age s", "in flight"):
+        cons.add_column(name, justify="left" if name == "consumer" else "right")
+    for c in status["consumers"]:
+        age = "-" if c["heartbeat_age"] is None else f"{c['heartbeat_age']:.1f}"
+        cons.add_row(c["id"], "yes" if c["alive"] else "NO", age, str(c["in_flight"]))
+    rq = status["rq"]
+    rqt = Table(title=f"RQ queue {rq['queue']}", title_justify="left", show_header=False)
+    rqt.add_column("what")
+    rqt.add_column("value", justify="right")
+    rqt.add_row("queued", str(rq["length"]))
+    for name, n in rq["registries"].items():
+        rqt.add_row(name, str(n))
+    rqt.add_row("workers", str(rq["workers"]))
+    return Group(head, cons, rqt)
+
+
+def status(
+    queue: Annotated[str | None, typer.Option("--queue", help="List queue (env PCQ_QUEUE; pcq).")] = None,
+    rq_queue: Annotated[str, typer.Option("--rq-queue", help="RQ queue name.")] = "pcq-rq",
+    redis_url: Annotated[str | None, typer.Option("--redis-url", help="env REDIS_URL")] = None,
+    window: Annotated[
+        float, typer.Option("--window", help="Seconds between the two samples of the rate (0: no rate).")
+    ] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Show the queues once: length, in flight per consumer, dead letters, heartbeats, RQ."""
+    if not 0 <= window <= 60:
+        raise UsageProblem(f"--window must be between 0 and 60 seconds, got {window}")
+    settings = _settings(queue, redis_url)
+    client = connect(settings)
+    try:
+        snap = collect(client, settings, rq_queue)
+        rate = None
+        if window > 0:
+            time.sleep(window)  # the rate needs a second sample, by definition later
+            later = collect(client, settings, rq_queue)
+            rate = round(max(0, _acked(later) - _acked(snap)) / (later["at"] - snap["at"]), 1)
+            snap = later
+    except redis.RedisError as exc:
+        raise explain(exc, settings) from None
+    finally:
+        client.close()
+    snap["items_per_second"] = rate
+    snap["window_seconds"] = window if window > 0 else None
+    if as_json:
+        sys.stdout.write(json.dumps(snap) + "\n")
+    else:
+        RichConsole(highlight=False).print(_render(snap, rate, window or None))
+
+
+def watch(
+    queue: Annotated[str | None, typer.Option("--queue", help="List queue (env PCQ_QUEUE; pcq).")] = None,
+    rq_queue: Annotated[str, typer.Option("--rq-queue", help="RQ queue name.")] = "pcq-rq",
+    redis_url: Annotated[str | None, typer.Option("--redis-url", help="env REDIS_URL")] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 1.0,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Stop after N refreshes [default: until Ctrl-C].")
+    ] = None,
+) -> None:
+    """Live view of the queues, refreshed every second; Ctrl-C leaves (exit 0)."""
+    if not 0.1 <= interval <= 60:
+        raise UsageProblem(f"--interval must be between 0.1 and 60 seconds, got {interval}")
+    if count is not None and count < 1:
+        raise UsageProblem(f"--count must be >= 1, got {count}")
+    settings = _settings(queue, redis_url)
+    client = connect(settings)
+    rates = RateWindow()
+    shown = 0
+    try:
+        with Live(console=RichConsole(highlight=False), auto_refresh=False) as live:
+            while count is None or shown < count:
+                snap = collect(client, settings, rq_queue)
+                rate = rates.add(snap["at"], _acked(snap))
+                live.update(_render(snap, rate, WATCH_WINDOW), refresh=True)
+                shown += 1
+                if count is None or shown < count:
+                    time.sleep(interval)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how one leaves a watch: not an error
+    except redis.RedisError as exc:
+        raise explain(exc, settings) from None
+    finally:
+        client.close()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pcq status`` and ``pcq watch`` to the CLI."""
+    app.command("status")(status)
+    app.command("watch")(watch)

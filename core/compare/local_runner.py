@@ -1,0 +1,226 @@
+"""The local transport under a comparison workload.
+
+This is ``pcq local`` (its :class:`~core.supervisor.Supervisor`,
+:class:`~core.mpqueue.LocalQueue` and :class:`~core.mpqueue.Ledger`, unchanged)
+with two differences: the producer makes the workload's padded bodies, and the
+consumer runs the workload's handler and stamps, in shared memory, when each
+item was handled, which gives the latencies.
+
+Children start through ``forkserver``: the comparison's parent runs threads
+(Rich's progress refresh, the RSS sampler), and forking a multi-threaded
+process can leave a lock held forever in the child. The fork server is a clean
+single-threaded process, preloaded with this module so a child starts in
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
+
+from core.compare.metrics import RssSampler, RunMetrics
+from core.compare.workload import Workload, make_body, make_work
+from core.console import Console
+from core.local import Launcher, LocalConfig, Plan
+from core.mpqueue import Ledger, LocalQueue
+from core.pattern import consume, produce
+from core.supervisor import Supervisor
+from core.transport import Item
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["QuietConsole", "compare_context", "run_local_compare"]
+
+Progress = Callable[[int], None]
+
+
+class QuietConsole(Console):
+    """The demo console minus the per-process chatter (a comparison draws progress bars).
+
+    Lines that report trouble (a consumer died, an item dead-lettered) still print.
+    """
+
+    def starting_producer(self) -> None: ...
+    def producer_exiting(self) -> None: ...
+    def starting_consumer(self) -> None: ...
+    def got(self, body: str) -> None: ...
+    def consumer_exiting(self) -> None: ...
+    def parent_exiting(self) -> None: ...
+
+
+def compare_context() -> BaseContext:
+    """The multiprocessing context every comparison child starts from (see module doc)."""
+    if "forkserver" not in mp.get_all_start_methods():  # pragma: no cover - not Linux
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["core.compare.local_runner", "core.compare.redis_runner"])
+    return ctx
+
+
+@dataclass(frozen=True)
+class WorkPlan(Plan):
+    """A plan whose bodies are the workload's padded ones (the supervisor re-sends from it)."""
+
+    payload_bytes: int = 16
+
+    def bodies(self, start: int, count: int) -> list[str]:
+        return [make_body(i, self.payload_bytes) for i in range(start, start + count)]
+
+
+def _child_signals() -> None:
+    # Ctrl-C is the parent's to handle (it stops the children); children ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+READY_TIMEOUT = 30.0
+
+
+def _wait_ready(ready_raw: Any, consumers: int, queue: LocalQueue) -> None:
+    """Hold the first item back until every consumer is up, as the Redis runners do.
+
+    Otherwise the items wait for consumers to start and the run measures
+    process start-up, not the queue.
+    """
+    ready = memoryview(ready_raw).cast("B").cast("q")
+    deadline = time.monotonic() + READY_TIMEOUT
+    while sum(ready.tolist()) < consumers and not queue.stopping():
+        if time.monotonic() > deadline:
+            break  # measure anyway; a consumer that never starts shows in the figures
+        time.sleep(0.001)
+
+
+def producer_main(
+    queue: LocalQueue, index: int, span: tuple[int, int], size: int, console: Console, batch: int,
+    ready: Any = None, consumers: int = 0,
+) -> None:
+    """A producer process: put the workload's items ``span[0] .. span[1] - 1``."""
+    _child_signals()
+    queue.attach_producer(index)
+    try:
+        if ready is not None:
+            _wait_ready(ready, consumers, queue)
+        now = time.time
+        items = (Item(str(i), make_body(i, size), now()) for i in range(*span))
+        produce(queue, items, console, batch=batch, stop=queue.stopping)
+    finally:
+        queue.close()
+
+
+def consumer_main(
+    queue: LocalQueue, slot: int, serial: int, console: Console, spec: str, stamps_raw: Any,
+    counts_raw: Any, ready_raw: Any,
+) -> None:
+    """A consumer process: run the workload's handler, stamp ``handled_at`` per item."""
+    _child_signals()
+    queue.attach_consumer(slot, serial)
+    memoryview(ready_raw).cast("B").cast("q")[serial] = 1
+    work = make_work(spec)
+    stamps = memoryview(stamps_raw).cast("B").cast("d")
+    counts = memoryview(counts_raw).cast("B").cast("q")
+    clock = time.time
+
+    def handle(item: Item) -> None:
+        work(item)
+        stamps[int(item.id)] = clock()
+        counts[serial] += 1
+
+    try:
+        consume(queue, handle, console, stop=queue.stopping, poll=0.1)
+    finally:
+        queue.close()
+
+
+class CompareLauncher(Launcher):
+    """Starts :func:`producer_main` / :func:`consumer_main` instead of the demo's."""
+
+    def __init__(
+        self, ctx: BaseContext, queue: LocalQueue, plan: WorkPlan, console: Console,
+        workload: Workload, stamps: Any, counts: Any, consumers: int,
+    ) -> None:
+        super().__init__(ctx, queue, plan, console, LocalConfig(batch=workload.batch))
+        self.workload, self.stamps, self.counts = workload, stamps, counts
+        self.ready, self.consumers = ctx.RawArray("q", len(counts)), consumers  # type: ignore[attr-defined]
+        self.started: list[int] = []
+
+    def producer(self, index: int) -> BaseProcess:
+        span = self.plan.ranges[index]
+        w = self.workload
+        args = (self.queue, index, span, w.payload_bytes, self.console, w.batch, self.ready, self.consumers)
+        return self._start(producer_main, args, f"pcq-cmp-producer-{index}")
+
+    def consumer(self, slot: int, serial: int) -> BaseProcess:
+        spec = str(self.workload.work)
+        args = (self.queue, slot, serial, self.console, spec, self.stamps, self.counts, self.ready)
+        proc = self._start(consumer_main, args, f"pcq-cmp-consumer-{serial}")
+        self.started.append(proc.pid or 0)
+        return proc
+
+
+def run_local_compare(
+    workload: Workload, consumers: int, repeat: int, progress: Progress, ctx: BaseContext
+) -> RunMetrics:
+    """Run ``workload`` through the local transport with ``consumers`` processes."""
+    total = workload.items
+    plan = WorkPlan(ranges=((0, total),), names=None, payload_bytes=workload.payload_bytes)
+    max_restarts = 10 + 2 * consumers
+    ledger = Ledger(ctx, total, consumers, consumers + max_restarts + 1, 1)
+    queue = LocalQueue(ctx, ledger)
+    stamps, counts = ctx.RawArray("d", total), ctx.RawArray("q", consumers + max_restarts + 1)
+    console = QuietConsole(ctx.Lock(), sys.stderr, quiet=True)
+    launcher = CompareLauncher(ctx, queue, plan, console, workload, stamps, counts, consumers)
+    sup = Supervisor(
+        queue, plan, launcher, console,
+        consumers=consumers, max_restarts=max_restarts, grace=5.0 + workload.work.ms / 1000,
+    )
+    done = memoryview(counts).cast("B").cast("q")
+    with RssSampler(lambda: launcher.started) as rss, _Ticker(lambda: progress(sum(done.tolist()))):
+        started = time.perf_counter()
+        try:
+            result = sup.run()
+        finally:
+            queue.close()
+        wall = time.perf_counter() - started
+    produced_at = ledger.produced_at
+    handled = memoryview(stamps).cast("B").cast("d")
+    pairs = [(produced_at[i], handled[i]) for i in range(total) if handled[i] > 0]
+    notes = [result.failure] if result.failure else []
+    return RunMetrics.build(
+        transport="local", consumers=consumers, repeat=repeat, items=total, stamps=pairs,
+        per_consumer={str(pid): n for pid, n in result.per_consumer.items()},
+        wall_seconds=wall, peak_rss=rss.peak, lost=result.lost + result.not_produced,
+        duplicates=result.duplicates, redelivered=result.redelivered,
+        dead_letters=len(result.dead_letters), notes=notes,
+    )
+
+
+class _Ticker:
+    """Calls ``tick()`` ten times a second in a thread while the block runs."""
+
+    def __init__(self, tick: Callable[[], None], every: float = 0.1) -> None:
+        import threading
+
+        self._tick, self._every = tick, every
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pcq-progress", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self._thread.join(5.0)
+        self._tick()
+
+    def _run(self) -> None:
+        while not self._halt.wait(self._every):
+            self._tick()

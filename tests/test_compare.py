@@ -1,0 +1,133 @@
+"""``pcq compare``: report folder, schema, embedded Redis, one-line usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures_redis import RedisServer
+
+from core.compare.schema import validate_results
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIMEOUT = 120
+
+
+def pcq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -X dev -W error -m core ARGS`` (the suite's own strictness)."""
+    full_env = dict(os.environ if env is None else env)
+    full_env.pop("REDIS_URL", None) if env is None else None
+    return subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-m", "core", *args],
+        cwd=REPO, env=full_env, capture_output=True, text=True, check=False, timeout=TIMEOUT,
+    )
+
+
+def check_report(out: Path) -> dict:
+    """The four files exist; results.json passes the schema; the PNGs are real PNGs."""
+    data = json.loads((out / "results.json").read_text())
+    assert validate_results(data) == []
+    for name in ("throughput.png", "latency.png"):
+        blob = (out / name).read_bytes()
+        assert blob[:8] == PNG_SIGNATURE, name
+        assert len(blob) > 5_000, f"{name} is suspiciously small ({len(blob)} bytes)"
+    assert "| transport |" in (out / "report.md").read_text()
+    return data
+
+
+def check_ledgers(data: dict) -> None:
+    """Every run accounted for every item, spread over the consumers it had."""
+    for run in data["runs"]:
+        where = f"{run['transport']} x{run['consumers']}"
+        assert run["consumed"] == run["items"], where
+        assert run["lost"] == 0 and run["duplicates"] == 0, where
+        assert sum(run["per_consumer"].values()) == run["items"], where
+        assert len(run["per_consumer"]) <= run["consumers"], where
+        assert run["items_per_second"] > 0, where
+        assert run["latency_ms"]["p50"] <= run["latency_ms"]["p99"] <= run["latency_ms"]["max"]
+
+
+def test_local_only_tiny_workload(tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    proc = pcq("compare", "--items", "30", "--consumers", "1,2", "--transports", "local",
+               "--work", "sleep:1", "--payload-bytes", "100", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = check_report(out)
+    check_ledgers(data)
+    assert [(r["transport"], r["consumers"]) for r in data["summary"]] == [("local", 1), ("local", 2)]
+    assert data["workload"] == {"items": 30, "payload_bytes": 100, "work": "sleep:1", "batch": 1}
+    assert "local" in proc.stdout and "items/s" in proc.stdout  # the Rich table
+
+
+def test_all_transports_on_given_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    out = tmp_path / "rep"
+    proc = pcq("compare", "--items", "12", "--consumers", "1,2", "--batch", "3", "--repeat", "2",
+               "--redis-url", redis_server.url, "--rq-worker", "simple", "--json", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = check_report(out)
+    assert json.loads(proc.stdout) == data  # --json: the same object on stdout
+    check_ledgers(data)
+    assert data["transports"] == ["local", "redis", "rq"]
+    assert len(data["runs"]) == 3 * 2 * 2 and data["redis"]["source"] == "REDIS_URL"
+    with redis_server.client() as client:  # a comparison cleans up after itself
+        assert list(client.scan_iter(match="*cmp-*")) == []
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_embedded_redis_started_and_stopped(tmp_path: Path) -> None:
+    if not os.access("/usr/bin/redis-server", os.X_OK):
+        pytest.skip("/usr/bin/redis-server not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PCQ_REDIS_SERVER")}
+    proc = pcq("compare", "--items", "8", "--consumers", "1", "--transports", "local,redis",
+               "--out", str(tmp_path / "rep"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    match = re.search(r"throwaway redis-server on 127\.0\.0\.1:(\d+)", proc.stderr)
+    assert match, proc.stderr
+    assert not _port_open(int(match.group(1))), "the throwaway redis-server is still running"
+    data = check_report(tmp_path / "rep")
+    assert data["redis"]["source"] == "embedded" and data["transports"] == ["local", "redis"]
+
+
+def test_without_redis_runs_local_only(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PCQ_REDIS_SERVER"] = ""  # as if redis-server were not installed
+    proc = pcq("compare", "--items", "8", "--consumers", "1", "--out", str(tmp_path / "rep"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    hint = [line for line in proc.stderr.splitlines() if "REDIS_URL" in line]
+    assert len(hint) == 1 and "redis-server" in hint[0]
+    data = check_report(tmp_path / "rep")
+    assert data["transports"] == ["local"]
+    assert {s["transport"] for s in data["skipped"]} == {"redis", "rq"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--work", "sleep:-1"],
+        ["--work", "think:5"],
+        ["--consumers", "0"],
+        ["--consumers", "1,two"],
+        ["--transports", "local,kafka"],
+        ["--payload-bytes", "0"],
+        ["--repeat", "0"],
+        ["--items", "0"],
+    ],
+)
+def test_invalid_knobs_one_line_exit_2(args: list[str], tmp_path: Path) -> None:
+    proc = pcq("compare", *args, "--out", str(tmp_path / "never"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pcq: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "never").exists()

@@ -1,0 +1,111 @@
+"""``pcq status`` / ``pcq watch`` against a real redis-server and a queue we fill."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fixtures_redis import RedisServer, free_port
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from core.cli_status import RateWindow
+from core.config import RedisSettings
+from core.redisconn import connect
+from core.redisq import RedisQueue
+from core.transport import Item
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pcq(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-m", "core", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=60,
+    )
+
+
+def status_json(settings: RedisSettings, rq_queue: str, *extra: str) -> dict:
+    proc = pcq("status", "--json", "--redis-url", settings.url, "--queue", settings.queue,
+               "--rq-queue", rq_queue, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_status_reflects_a_filled_queue(redis_server: RedisServer, redis_settings: RedisSettings) -> None:
+    settings = RedisSettings(url=redis_settings.url, queue=redis_settings.queue, batch=3)
+    rq_name = f"{settings.queue}-rq"
+    producer_client, consumer_client = connect(settings), connect(settings)
+    consumer = RedisQueue(consumer_client, settings, consumer="tester:1")
+    try:
+        producer = RedisQueue(producer_client, settings)
+        run = producer.open_run()
+        producer.put([Item(f"{run}:{n}", f"name {n}", time.time()) for n in range(10)])
+        producer_client.lpush(producer.keys.queue, b"not json at all")  # first in line
+        queue = Queue(rq_name, connection=producer_client, serializer=JSONSerializer)
+        queue.enqueue("core.compare.rq_runner.rq_handle", payload="{}", work="noop")
+
+        before = status_json(settings, rq_name, "--window", "0")
+        assert before["length"] == 11 and before["in_flight"] == 0
+        assert before["consumers"] == [] and before["dead_letters"] == 0
+        assert before["open_runs"] == 1 and before["items_per_second"] is None
+        assert before["rq"]["length"] == 1 and before["rq"]["registries"]["failed"] == 0
+
+        # One claim of 3: the malformed payload is dead-lettered, 2 items stay in flight.
+        held = consumer.get(0.5)
+        assert held is not None and len(held) == 2
+
+        after = status_json(settings, rq_name, "--window", "0.2")
+        assert after["length"] == 8 and after["in_flight"] == 2 and after["dead_letters"] == 1
+        (me,) = after["consumers"]
+        assert me["id"] == "tester:1" and me["alive"] and me["in_flight"] == 2
+        assert 0 <= me["heartbeat_age"] < settings.heartbeat_ttl
+        assert after["items_per_second"] == 0.0 and after["window_seconds"] == 0.2
+
+        for item in held:
+            consumer.ack(item)
+        consumer.flush()
+        done = status_json(settings, rq_name, "--window", "0")
+        assert done["in_flight"] == 0 and done["acked_total"] == 2
+    finally:
+        consumer.close()
+        producer_client.close()
+        consumer_client.close()
+
+
+def test_status_table_and_watch(redis_server: RedisServer, redis_settings: RedisSettings) -> None:
+    proc = pcq("status", "--redis-url", redis_settings.url, "--queue", redis_settings.queue,
+               "--window", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "queue length" in proc.stdout and "RQ queue pcq-rq" in proc.stdout
+    proc = pcq("watch", "--redis-url", redis_settings.url, "--queue", redis_settings.queue,
+               "--count", "2", "--interval", "0.1")
+    assert proc.returncode == 0, proc.stderr
+    assert "consumers alive" in proc.stdout and "last 10 s" in proc.stdout
+
+
+def test_status_unreachable_is_one_line() -> None:
+    proc = pcq("status", "--redis-url", f"redis://127.0.0.1:{free_port()}/0", "--window", "0")
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unreachable" in lines[0]
+
+
+def test_status_bad_window_exit_2() -> None:
+    proc = pcq("status", "--window", "-1")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_rate_window() -> None:
+    rates = RateWindow(span=10)
+    assert rates.add(0.0, 0) is None
+    assert rates.add(1.0, 50) == 50.0
+    for t in range(2, 30):
+        rate = rates.add(float(t), 50 * t)
+    assert rate == 50.0
+    assert rates.samples[-1][0] - rates.samples[0][0] <= 11  # only the last ~10 s are kept
