@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing as mp
+import os
+import resource
 import sys
 import time
 from contextlib import redirect_stderr
@@ -89,6 +91,8 @@ class Row:
     items: int
     raw: float  # items/s
     pcq: float  # items/s
+    raw_cpu: float  # child CPU microseconds per item (load-independent cost)
+    pcq_cpu: float
     target: float  # minimum pcq/raw ratio
 
     @property
@@ -97,9 +101,24 @@ class Row:
         return self.pcq / self.raw
 
 
-def best(fn, n: int, consumers: int, batch: int, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    """Best items/s of ``repeat`` runs (the machine is shared: best is least noisy)."""
-    return max(n / fn(n, consumers, batch) for _ in range(repeat))
+def _children_cpu() -> float:
+    """CPU seconds used so far by this process and its reaped children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def best(fn, n: int, consumers: int, batch: int, repeat: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Best items/s of ``repeat`` runs (the machine is shared: best is least noisy),
+    and the least CPU time per item all processes used (microseconds)."""
+    rates, cpus = [], []
+    for _ in range(repeat):
+        cpu = _children_cpu()
+        rates.append(n / fn(n, consumers, batch))
+        cpus.append((_children_cpu() - cpu) * 1e6 / n)
+    return max(rates), min(cpus)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,20 +132,26 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for consumers in (1, 4):
         for batch, n, target in ((1, args.items, 1.0), (args.batch, args.batched_items, 0.7)):
-            raw = best(raw_run, n, consumers, batch, args.repeat)
-            ours = best(pcq_run, n, consumers, batch, args.repeat)
-            label = f"1 producer / {consumers} consumer(s), batch {batch}"
-            rows.append(Row(label, n, raw, ours, target))
+            raw, raw_cpu = best(raw_run, n, consumers, batch, args.repeat)
+            ours, pcq_cpu = best(pcq_run, n, consumers, batch, args.repeat)
+            label = f"1 -> {consumers}, batch {batch}"
+            rows.append(Row(label, n, raw, ours, raw_cpu, pcq_cpu, target))
             print(f"{label}: raw {raw:,.0f}/s, pcq {ours:,.0f}/s", file=sys.stderr)
-    table = Table(title="pcq local vs raw multiprocessing.Queue (items/s, best of runs)")
-    for col in ("shape", "items", "raw mp.Queue", "pcq", "pcq / raw", "target", "met"):
-        table.add_column(col, justify="left" if col == "shape" else "right")
+    table = Table(title="pcq local vs raw multiprocessing.Queue (best of runs)")
+    columns = (
+        "producer -> consumers", "items", "raw items/s", "pcq items/s", "pcq / raw", "target",
+        "met", "raw CPU us/item", "pcq CPU us/item",
+    )
+    for col in columns:
+        table.add_column(col, justify="left" if col == columns[0] else "right")
     for r in rows:
         table.add_row(
             r.label, f"{r.items:,}", f"{r.raw:,.0f}", f"{r.pcq:,.0f}", f"{r.ratio:.2f}x",
             f">= {r.target:.1f}x", "yes" if r.ratio >= r.target else "NO",
+            f"{r.raw_cpu:.2f}", f"{r.pcq_cpu:.2f}",
         )
-    Console().print(table)
+    Console(width=140).print(table)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     return 0
 
 
