@@ -13,6 +13,11 @@ Work per item is a sleep of ``--delay`` seconds while ``LEDGER_DIR/slow``
 exists (the chaos phase), none after: a test removes the file once it has done
 its kills, so the run's length does not decide how many kills fit in it.
 
+``--sample SECONDS`` (soak runs) samples, from a thread of the parent started
+once every consumer is up, the queue's depth in messages (``--queue-size``
+minus the semaphore's value) and the consumers' RSS; the peaks go to
+``LEDGER_DIR/samples.json``.
+
 Test hooks: ``--die-holding-lock K`` makes the first consumer take the console
 lock at its K-th item and SIGKILL itself while holding it.
 """
@@ -25,6 +30,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,13 +77,48 @@ def ledger_consumer_main(
         queue.close()
 
 
+class Sampler(threading.Thread):
+    """Peak queue depth (messages) and consumer RSS, every ``period`` seconds."""
+
+    def __init__(self, queue: LocalQueue, pids: list[int], period: float, out: Path) -> None:
+        super().__init__(name="pcq-sampler", daemon=True)
+        self.queue, self.pids, self.period, self.out = queue, pids, period, out
+        self.halt = threading.Event()
+        self.peak = {"queue_messages": 0, "consumer_rss_mb": 0.0, "samples": 0}
+
+    def run(self) -> None:
+        import psutil
+
+        size = self.queue.queue_size or 0
+        while not self.halt.wait(self.period):
+            if self.queue.sem is not None:
+                depth = size - self.queue.sem.get_value()  # type: ignore[attr-defined]
+                self.peak["queue_messages"] = max(self.peak["queue_messages"], depth)
+            for pid in self.pids:
+                try:
+                    rss = psutil.Process(pid).memory_info().rss / 2**20
+                except psutil.NoSuchProcess:
+                    continue
+                self.peak["consumer_rss_mb"] = max(self.peak["consumer_rss_mb"], round(rss, 1))
+            self.peak["samples"] += 1
+
+    def finish(self) -> None:
+        self.halt.set()
+        self.join(5)
+        self.out.write_text(json.dumps(self.peak))
+
+
 class LedgerLauncher(Launcher):
     """:class:`core.local.Launcher` whose consumers keep the ledger; logs pids."""
 
-    def __init__(self, *args: object, ledger_dir: Path, delay: float, die_holding_lock: int) -> None:
+    def __init__(self, *args: object, ledger_dir: Path, delay: float, die_holding_lock: int,
+                 sample: float = 0.0, consumers: int = 0) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
         self.ledger_dir, self.delay, self.die = ledger_dir, delay, die_holding_lock
         self.pids = (ledger_dir / "pids").open("a", encoding="utf-8", buffering=1)
+        self.sample, self.n_consumers = sample, consumers
+        self.consumer_pids: list[int] = []
+        self.sampler: Sampler | None = None
 
     def producer(self, index: int):  # type: ignore[no-untyped-def]
         proc = super().producer(index)
@@ -89,6 +130,13 @@ class LedgerLauncher(Launcher):
                 str(self.ledger_dir), self.delay, self.die)
         proc = self._start(ledger_consumer_main, args, f"pcq-consumer-{serial}")
         self.pids.write(f"consumer {proc.pid}\n")
+        self.consumer_pids.append(proc.pid or 0)
+        if self.sample and self.sampler is None and len(self.consumer_pids) == self.n_consumers:
+            # Every child is started (a soak kills nobody, so none is forked later):
+            # a thread in the parent can no longer be copied into a child.
+            self.sampler = Sampler(self.queue, self.consumer_pids, self.sample,
+                                   self.ledger_dir / "samples.json")
+            self.sampler.start()
         return proc
 
 
@@ -104,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--die-holding-lock", type=int, default=0)
     ap.add_argument("--verbose", action="store_true", help="per-item console lines")
+    ap.add_argument("--sample", type=float, default=0.0, help="sampling period (soak)")
     args = ap.parse_args(argv)
 
     cfg = LocalConfig(producers=args.producers, consumers=args.consumers, items=args.items,
@@ -118,12 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     queue = LocalQueue(ctx, shared, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
     console = Console(ctx.Lock(), sys.stderr, quiet=cfg.quiet)
     launcher = LedgerLauncher(ctx, queue, plan, console, cfg, ledger_dir=args.ledger_dir,
-                              delay=args.delay, die_holding_lock=args.die_holding_lock)
+                              delay=args.delay, die_holding_lock=args.die_holding_lock,
+                              sample=args.sample, consumers=consumers)
     sup = Supervisor(queue, plan, launcher, console, consumers=consumers,
                      max_restarts=max_restarts, grace=5.0)
     try:
         result = sup.run()
     finally:
+        if launcher.sampler is not None:
+            launcher.sampler.finish()
         queue.close()
         launcher.pids.close()
     console.parent_exiting()

@@ -1,0 +1,183 @@
+"""Soak: a long run through the Redis list, judged by the independent ledger (not a test).
+
+One producer and ``--consumers`` consumer processes (``tests/chaos_redis.py``:
+the code behind ``pcq produce``/``pcq consume --drain`` plus ledger records) on
+a throwaway ``redis-server`` (AOF, fsync every second, a password) started
+here. While it runs, every ``--sample`` seconds: the queue length (``LLEN``),
+Redis ``used_memory`` and each consumer's RSS. It passes when:
+
+* the ledger says ``lost == 0`` and ``unexpected == 0`` (no duplicates: nothing
+  is killed here);
+* the queue never held more than the high-water mark;
+* Redis ``used_memory`` stayed under ``--redis-cap-mb`` and every consumer's RSS
+  under ``--rss-cap-mb``.
+
+The caps are design limits, not measurements: Redis holds at most the
+high-water mark of payloads plus each run's ledger set (one member per item:
+~80 bytes each, so ~80 MB for a million items -- the dominant term), and a
+consumer holds one batch.
+
+Usage: ``python benchmarks/soak_redis.py [--items 1000000] [--consumers 4] [--json]``
+(``PCQ_SOAK_ITEMS`` overrides the default size; CI runs a small one).
+Exit status 0 iff every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from fixtures_reliability import Crew  # the tests' process helpers
+
+from core.config import RedisSettings
+from core.tally import read_tally
+
+REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis(workdir: Path, password: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server with AOF everysec on a free port; returns once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [REDIS_BIN, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+         "--dir", str(workdir), "--appendonly", "yes", "--appendfsync", "everysec",
+         "--save", "", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    client = redis.Redis(port=port, password=password)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            client.close()
+            return proc, port
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("redis-server did not start") from None
+            time.sleep(0.05)
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Run one soak; return its figures."""
+    password = secrets.token_hex(12)
+    server, port = start_redis(workdir, password)
+    try:
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
+        settings = RedisSettings(url=url, queue="soak", batch=args.batch,
+                                 high_water=args.high_water)
+        crew = Crew(workdir, settings)
+        consumers = [crew.consumer(drain=True) for _ in range(args.consumers)]
+        started = time.monotonic()
+        producer = crew.producer(args.items)
+        peak = {"queue": 0, "redis_mb": 0.0, "rss_mb": 0.0, "producer_rss_mb": 0.0}
+        samples = 0
+        with redis.Redis(port=port, password=password) as client:
+            while any(p.poll() is None for p in consumers):
+                if time.monotonic() - started > args.timeout:
+                    crew.kill_everything()
+                    raise SystemExit(f"soak timed out after {args.timeout}s")
+                peak["queue"] = max(peak["queue"], client.llen(crew.keys.queue))
+                memory = client.info("memory")["used_memory"] / 2**20
+                peak["redis_mb"] = max(peak["redis_mb"], memory)
+                peak["rss_mb"] = max([peak["rss_mb"], *(rss_mb(p.pid) for p in consumers)])
+                peak["producer_rss_mb"] = max(peak["producer_rss_mb"], rss_mb(producer.pid))
+                samples += 1
+                time.sleep(args.sample)  # the sampling period
+            seconds = time.monotonic() - started
+            tally = read_tally(client, crew.keys, crew.run_id())
+            memory_end = client.info("memory")["used_memory"] / 2**20
+        codes = crew.wait_all([producer, *consumers], 60)
+        report = crew.ledger.report()
+    finally:
+        server.terminate()
+        server.wait(30)
+    return {
+        "transport": "redis", "items": args.items, "consumers": args.consumers,
+        "batch": args.batch, "seconds": round(seconds, 2),
+        "items_per_second": round(args.items / seconds, 1), "exit_codes": codes,
+        "ledger": report.summary(), "lost": report.lost, "unexpected": report.unexpected,
+        "duplicated": report.duplicated, "high_water": args.high_water,
+        "queue_peak": peak["queue"], "redis_used_mb_peak": round(peak["redis_mb"], 1),
+        "redis_used_mb_end": round(memory_end, 1), "redis_cap_mb": args.redis_cap_mb,
+        "consumer_rss_mb_peak": round(peak["rss_mb"], 1), "rss_cap_mb": args.rss_cap_mb,
+        "producer_rss_mb_peak": round(peak["producer_rss_mb"], 1), "samples": samples,
+        "tally": {k: tally[k] for k in ("produced", "consumed", "lost", "duplicates",
+                                        "redelivered", "dead_letters")},
+        "produced": report.produced,
+    }
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    """Every failed check, as a line (empty: passed)."""
+    problems = []
+    if result["produced"] != result["items"]:
+        problems.append(f"produced {result['produced']} of {result['items']}")
+    if result["lost"] or result["unexpected"] or result["duplicated"]:
+        problems.append(f"ledger: {result['ledger']}")
+    if result["queue_peak"] > result["high_water"]:
+        problems.append(f"queue reached {result['queue_peak']} > high-water {result['high_water']}")
+    if result["redis_used_mb_peak"] > result["redis_cap_mb"]:
+        problems.append(f"redis used {result['redis_used_mb_peak']} MB > {result['redis_cap_mb']}")
+    if result["consumer_rss_mb_peak"] > result["rss_cap_mb"]:
+        problems.append(f"consumer RSS {result['consumer_rss_mb_peak']} MB > {result['rss_cap_mb']}")
+    if any(result["exit_codes"]):
+        problems.append(f"exit codes {result['exit_codes']}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=int(os.environ.get("PCQ_SOAK_ITEMS", "1000000")))
+    ap.add_argument("--consumers", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--high-water", type=int, default=10_000)
+    ap.add_argument("--redis-cap-mb", type=float, default=256.0)
+    ap.add_argument("--rss-cap-mb", type=float, default=100.0)
+    ap.add_argument("--sample", type=float, default=0.25)
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="pcq-soak-") as tmp:
+        result = soak(args, Path(tmp))
+    problems = verdict(result)
+    result["passed"] = not problems
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+        for line in problems:
+            print(f"FAILED: {line}")
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
