@@ -141,6 +141,8 @@ class Supervisor:
         """A producer crashed: put the rest of its items ourselves."""
         start, end = self.plan.ranges[index]
         first = start + self.ledger.put[index]
+        if self.ledger.flags[0]:  # stopping anyway: what it did not put stays "not produced"
+            first = end
         if first < end:
             now = time.time()
             for i in range(first, end):
@@ -166,7 +168,7 @@ class Supervisor:
             del self.consumers[slot]
             if replace:
                 self._recover(slot, proc)
-            else:
+            elif proc.exitcode != 0:
                 self._settle_dead_slot(slot)
 
     def _settle_dead_slot(self, slot: int) -> int:
