@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -61,3 +63,30 @@ def test_a_leaked_queue_slot_does_not_stall_producers_for_good() -> None:
     assert result.exit_code == 0
     assert (result.consumed, result.lost, result.missing) == (30, 0, [])
     assert result.redelivered == 3
+
+
+def _die_holding_the_console_lock(console: Any) -> None:
+    console.lock.acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class LockHoldingLauncher(Launcher):
+    """Consumer serial 0 dies (SIGKILL) while it holds the console lock."""
+
+    def consumer(self, slot: int, serial: int) -> BaseProcess:
+        if serial == 0:
+            return self._start(_die_holding_the_console_lock, (self.console,), "pcq-locker")
+        return super().consumer(slot, serial)
+
+
+def test_console_lock_held_by_a_dead_consumer_is_released() -> None:
+    """Without the repair every later line would wait out Console's 1 s lock timeout."""
+    cfg = LocalConfig(
+        producers=1, consumers=2, items=20, max_delay=0, json=True, start_method="fork",
+    )
+    started = time.monotonic()
+    result = run_local(cfg, LockHoldingLauncher)
+    assert result.exit_code == 0
+    assert (result.consumed, result.lost, result.replacements) == (20, 0, 1)
+    # 20 "got" lines and more: 20+ seconds if each waited for the dead holder
+    assert time.monotonic() - started < 10
