@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from core.config import RedisSettings
 from core.console import Console
+from core.errors import ConnectionFailed
 from core.keys import Keys
 from core.pattern import ConsumeStats, Handler, consume
 from core.redisconn import connect, explain, stderr_log
@@ -76,9 +77,17 @@ def run_consumer(
     try:
         queue = RedisQueue(client, settings, drain=drain, log=log, notify=console.line)
         try:
-            return consume(queue, handle, console, stop=halt.is_set, poll=poll)
-        finally:
+            stats = consume(queue, handle, console, stop=halt.is_set, poll=poll)
+        except ConnectionFailed:
+            # Redis is gone: do not retry all over again to hand items back; our
+            # heartbeat stops, and a reaper requeues what we held.
+            queue.close(reachable=False)
+            raise
+        except BaseException:
             queue.close()
+            raise
+        queue.close()
+        return stats
     finally:
         client.close()
 

@@ -31,6 +31,9 @@ Key layout (``P`` = ``pcq:{Q}``)::
     P:run:<run>:dead      SET    the run's ids that were dead-lettered
     P:run:<run>:by        HASH   consumer id -> acknowledgements (duplicates
                                  included)
+    P:run:<run>:alive     STRING producer liveness (its pid), refreshed while it
+                                 runs, expires 6 x PCQ_HEARTBEAT_TTL after it died:
+                                 ``consume --drain`` then stops waiting for the run
 
 RQ mode (``pcq produce --via rq``; ``Q`` is the RQ queue name, and RQ's own
 keys ``rq:queue:Q``, ``rq:job:<id>``, ``rq:finished:Q``, ``rq:failed:Q``... sit
@@ -116,6 +119,9 @@ class Keys:
 
     def by_consumer(self, run: str) -> str:
         return f"{self.prefix}:run:{run}:by"
+
+    def run_alive(self, run: str) -> str:
+        return f"{self.prefix}:run:{run}:alive"
 
     # RQ mode ----------------------------------------------------------------
     def rq_handled(self, run: str) -> str:

@@ -7,16 +7,13 @@ import time
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError, RedisError
 
 from core.errors import PcqError
-
-if TYPE_CHECKING:
-    from core.redisq import RedisQueue
 
 __all__ = ["AckBuffer", "Heartbeat", "Scripts"]
 
@@ -115,23 +112,36 @@ class AckBuffer:
 
 
 class Heartbeat(threading.Thread):
-    """Refreshes the consumer's heartbeat and runs the reaper while the handler works."""
+    """Calls ``beat`` every ``every`` seconds (and ``reap`` every ``reap_every``)
+    from a background thread, so a handler that sleeps does not stop it.
 
-    def __init__(self, queue: RedisQueue) -> None:
+    Consumers beat (heartbeat key + registration) and reap; producers only beat
+    (their run's liveness key).
+    """
+
+    def __init__(
+        self,
+        every: float,
+        beat: Callable[[], object],
+        reap: Callable[[], object] | None = None,
+        reap_every: float = 0.0,
+    ) -> None:
         super().__init__(name="pcq-heartbeat", daemon=True)
-        self.queue = queue
+        self.every = every
+        self.beat = beat
+        self.reap = reap
+        self.reap_every = reap_every
         self._halt = threading.Event()
         self.errors = 0
 
     def run(self) -> None:
-        settings = self.queue.settings
         next_reap = time.monotonic()
-        while not self._halt.wait(settings.heartbeat_every):
+        while not self._halt.wait(self.every):
             try:
-                self.queue.beat()
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + settings.reap_every
-                    self.queue.reap()
+                self.beat()
+                if self.reap is not None and time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + self.reap_every
+                    self.reap()
             except (RedisError, PcqError):
                 # Outages are reported by the main thread's retries; keep beating.
                 self.errors += 1
@@ -139,4 +149,4 @@ class Heartbeat(threading.Thread):
     def stop(self) -> None:
         """Stop and join (bounded: one beat plus one redis-py retry cycle)."""
         self._halt.set()
-        self.join(timeout=max(2.0, self.queue.settings.heartbeat_every * 2))
+        self.join(timeout=max(2.0, self.every * 2))

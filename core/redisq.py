@@ -27,6 +27,10 @@ The reliable-list pattern (key layout in :mod:`core.keys`):
 * **bad payloads** (not JSON, wrong schema, too big, invalid UTF-8) are
   dead-lettered at once with the reason; the consumer keeps going.
 
+The producer half lives in :mod:`core.redisproducer`; while a producer runs it
+keeps its run's liveness key fresh, so ``consume --drain`` stops waiting for a
+run whose producer was killed before closing it.
+
 Consumer ids are ``<hostname>:<pid>`` (in a container the hostname is the
 container id), so ``pcq consume --check`` finds its own container's consumer.
 """
@@ -46,9 +50,10 @@ import redis
 from core.config import RedisSettings
 from core.errors import PcqError
 from core.keys import Keys
-from core.payload import BadPayload, dead_record, decode, encode
+from core.payload import BadPayload, dead_record, decode
 from core.redisconn import Retrier, stderr_log
 from core.redisparts import AckBuffer, Heartbeat, Scripts
+from core.redisproducer import ProducerSide, new_run_id
 from core.tally import queue_status
 from core.transport import Item
 
@@ -63,12 +68,7 @@ def consumer_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def new_run_id() -> str:
-    """A fresh producer run id (12 hex digits)."""
-    return uuid.uuid4().hex[:12]
-
-
-class RedisQueue:
+class RedisQueue(ProducerSide):
     """The Transport over a reliable Redis list (one object per process role).
 
     Args:
@@ -115,73 +115,9 @@ class RedisQueue:
         self._busy = True  # items were left in the queue: try a non-blocking claim first
         self._calls = 0
         self._call_prefix = uuid.uuid4().hex[:8]
-        self._heart: Heartbeat | None = None
+        self._heart: Heartbeat | None = None  # consumer: heartbeat + reaper
+        self._pheart: Heartbeat | None = None  # producer: run liveness
         self._ckeys: list[str] = []
-
-    # Producer side -------------------------------------------------------------
-    def open_run(self) -> str:
-        """Register this producer's run (stream open); return the run id."""
-        if self.run is None:
-            self.run = new_run_id()
-        run, k = self.run, self.keys
-
-        def register() -> None:
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.hsetnx(k.run(run), "started_at", repr(time.time()))
-                pipe.hset(k.run(run), mapping={"host": socket.gethostname(), "pid": os.getpid()})
-                pipe.hsetnx(k.run(run), "produced", 0)
-                pipe.sadd(k.open, run)
-                pipe.zadd(k.runs, {run: time.time()}, nx=True)
-                pipe.execute()
-
-        self._retry.call(register)
-        return run
-
-    def put(self, items: Sequence[Item]) -> None:
-        """Push ``items`` as one batch; wait while the queue is at its high-water mark."""
-        if not items:
-            return
-        run = self.run if self.run is not None else self.open_run()
-        raws = [encode(item, run, self.settings.max_payload_bytes) for item in items]
-        self._seq += 1
-        keys = [self.keys.queue, self.keys.run(run)]
-        args: list[bytes | str | int] = [self.settings.high_water, self._seq, *raws]
-        deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
-        pause = 0.005
-        while True:
-            status, length = self._retry.call(self._scripts.push, keys, args)
-            if status != 0:
-                return
-            now = time.monotonic()
-            if now >= self._quiet_until:  # one line per 10 s of waiting, not per batch
-                self._quiet_until = now + 10.0
-                self.notify(
-                    f"queue {self.settings.queue} holds {length} items "
-                    f"(high-water {self.settings.high_water}): producer waiting"
-                )
-            if deadline is not None and now > deadline:
-                raise PcqError(
-                    f"queue {self.settings.queue} stayed above its high-water mark for "
-                    f"{self.put_timeout:g}s: are any consumers running?"
-                )
-            self._wait(pause)
-            # Short pauses: the queue holds thousands of items, so consumers never
-            # run dry while we wait, and room is used as soon as it appears.
-            pause = min(0.05, pause * 2)
-
-    def end_stream(self) -> None:
-        """Close this producer's stream (``consume --drain`` waits for that)."""
-        if self.run is None:
-            return
-        run, k = self.run, self.keys
-
-        def close() -> None:
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(k.run(run), "closed_at", repr(time.time()))
-                pipe.srem(k.open, run)
-                pipe.execute()
-
-        self._retry.call(close)
 
     # Consumer side -------------------------------------------------------------
     def start(self) -> None:
@@ -189,7 +125,8 @@ class RedisQueue:
         if self._heart is not None:
             return
         self._retry.call(self.beat)
-        self._heart = Heartbeat(self)
+        s = self.settings
+        self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every)
         self._heart.start()
 
     def beat(self) -> None:
@@ -249,7 +186,7 @@ class RedisQueue:
         """True when no stream is open and no item is queued or in flight."""
         k = self.keys
         keys = [k.runs, k.open, k.queue, k.consumers]
-        return bool(self._retry.call(self._scripts.drained, keys, [k.prefix]))
+        return bool(self._retry.call(self._scripts.drained, keys, [k.prefix, f"{time.time():.3f}"]))
 
     def ack(self, item: Item) -> None:
         """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
@@ -282,12 +219,22 @@ class RedisQueue:
             self._retry.call(self._scripts.claim, self._claim_keys(), args)
             self._acks.clear()
 
-    def close(self) -> None:
-        """Flush acks, hand back anything held, stop the heartbeat, deregister.
+    def close(self, reachable: bool = True) -> None:
+        """Flush acks, hand back anything held, stop the heartbeats, deregister.
 
         A consumer that still holds items (it could not hand them back) stays
         registered without a heartbeat, so a reaper gives them to another.
+
+        Args:
+            reachable: ``False`` after Redis stayed unreachable: only stop the
+                threads (no more retrying); the reaper will requeue our items.
         """
+        self._stop_producer_beat()
+        if not reachable:
+            if self._heart is not None:
+                self._heart.stop()
+                self._heart = None
+            return
         try:
             self.flush()
             left = [Item(i, "", 0.0) for i, raws in self._held.items() for _ in raws]

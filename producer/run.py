@@ -65,8 +65,8 @@ def run_producer(
     """
     halt = stop or threading.Event()
     client = connect(settings)
+    queue = RedisQueue(client, settings, log=log, notify=console.line, put_timeout=timeout)
     try:
-        queue = RedisQueue(client, settings, log=log, notify=console.line, put_timeout=timeout)
         run = queue.open_run()
         started = time.monotonic()
         try:
@@ -82,6 +82,7 @@ def run_producer(
             stop=halt.is_set,
         )
     finally:
+        queue.close(reachable=False)  # stops the run's liveness thread if still going
         client.close()
     seconds = time.monotonic() - started
     tally["seconds"] = round(seconds, 3)

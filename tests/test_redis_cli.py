@@ -210,3 +210,25 @@ def test_healthcheck_follows_this_hosts_heartbeat(
         assert service.wait(10) == 0
         after = start("consumer", "--check", env=env)
         assert after.wait(30) == 1
+
+
+def test_killed_producer_everything_pushed_is_consumed_and_drain_ends(
+    tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis
+) -> None:
+    settings = redis_settings.with_overrides(heartbeat_ttl=1.0)  # liveness: 6 x 1 s
+    env = env_for(settings)
+    keys = Keys(settings.queue)
+    with processes(tmp_path) as start:
+        consumer = start("consumer", "--drain", "--quiet", "--batch", "50", "--max-delay", "0", env=env)
+        producer = start("producer", "--items", "1000000", "--batch", "100", "--json", env=env)
+        run = wait_until(lambda: only_run(redis_client, settings), 20, "the run")
+        wait_until(lambda: redis_client.scard(keys.acked(run)) >= 500, 30, "500 acks")
+        producer.signal(signal.SIGKILL)
+        assert producer.wait(10) == -signal.SIGKILL
+        assert redis_client.sismember(keys.open, run)  # never closed its stream
+        assert consumer.wait(30) == 0, consumer.stderr  # gave up waiting once it expired
+    produced = int(redis_client.hget(keys.run(run), "produced") or 0)
+    assert 500 <= produced < 1_000_000
+    assert ledger(redis_client, settings, run) == {f"{run}:{n}" for n in range(produced)}
+    assert redis_client.hexists(keys.run(run), "abandoned_at")
+    assert processing_lists(redis_client, settings) == {}
