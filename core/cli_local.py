@@ -18,6 +18,8 @@ from core.report import render_table
 
 __all__ = ["local", "register"]
 
+MAX_NAME = 10_000  # characters per name: one item must fit in one queue message
+MAX_ITEMS = 50_000_000
 START_METHOD_HELP = (
     "How children start: fork (default on Linux: a millisecond per child; our parent "
     "runs no threads, the reason 3.14 moved Linux to forkserver), spawn (a fresh "
@@ -33,10 +35,16 @@ def read_names(path: Path) -> tuple[str, ...]:
         raise UsageProblem(f"names file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageProblem(f"cannot read names file {path}: {exc}") from None
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    names = []
+    for number, line in enumerate(text.splitlines(), 1):
+        name = line.strip()
+        if len(name) > MAX_NAME:
+            raise UsageProblem(f"names file {path}: line {number} is over {MAX_NAME} characters")
+        if name:
+            names.append(name)
     if not names:
         raise UsageProblem(f"names file is empty: {path}")
-    return names
+    return tuple(names)
 
 
 def build_config(
@@ -58,6 +66,9 @@ def build_config(
     """Validate the options (usage errors exit 2) and build the run's config."""
     if items is not None and names_file is not None:
         raise UsageProblem("--items and --names-file are mutually exclusive")
+    if items is not None and items > MAX_ITEMS:
+        # the shared ledger takes 12 bytes per item, allocated up front
+        raise UsageProblem(f"--items must be at most {MAX_ITEMS:,}, not {items:,}")
     if not math.isfinite(max_delay) or max_delay < 0:
         raise UsageProblem(f"--max-delay must be a number >= 0, not {max_delay}")
     if start_method not in mp.get_all_start_methods():

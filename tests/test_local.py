@@ -131,6 +131,7 @@ def test_failing_handler_retries_then_dead_letters() -> None:
         (["--start-method", "thread"], "--start-method"),
         (["--no-such-option"], "no-such-option"),
         (["--items", "many"], "--items"),
+        (["--items", "60000000"], "at most"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
@@ -148,3 +149,11 @@ def test_empty_names_file_is_a_usage_error(tmp_path: Path) -> None:
     run = run_local_cli("--names-file", str(empty))
     assert run.code == 2
     assert run.stderr.strip() == f"pcq: error: names file is empty: {empty}"
+
+
+def test_overlong_name_is_a_usage_error(tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("Ada\n" + "x" * 20_000 + "\n", encoding="utf-8")
+    run = run_local_cli("--names-file", str(names))
+    assert run.code == 2
+    assert run.stderr.strip() == f"pcq: error: names file {names}: line 2 is over 10000 characters"
