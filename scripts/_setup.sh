@@ -57,6 +57,12 @@ installed() {  # installed SPEC: true if SPEC was installed from the current pyp
 
 ensure_installed() {  # ensure_installed SPEC (e.g. "." or ".[dev]"): editable install, once
   installed "$1" && return 0
+  # Two runs at once (e.g. demo and test) must not pip-install into one venv together.
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>.venv/.pcq-install.lock
+    flock 9
+    installed "$1" && { exec 9>&-; return 0; }
+  fi
   say "pip install -e '$1' (first run, or pyproject.toml changed)"
   # Build-backend chatter goes to a log; shown only if the install fails.
   if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e "$1" >.venv/pip-install.log 2>&1; then
@@ -65,4 +71,5 @@ ensure_installed() {  # ensure_installed SPEC (e.g. "." or ".[dev]"): editable i
     exit 1
   fi
   sha256sum pyproject.toml | cut -d' ' -f1 >"$(stamp_for "$1")"
+  if command -v flock >/dev/null 2>&1; then exec 9>&-; fi  # closing it releases the lock
 }
