@@ -13,7 +13,13 @@ from typing import Annotated
 import typer
 
 from core.errors import PcqError, UsageProblem
-from core.local import LocalConfig, default_start_method, run_local, stop_helpers
+from core.local import (
+    LocalConfig,
+    default_start_method,
+    discard_stream,
+    run_local,
+    stop_helpers,
+)
 from core.report import render_table
 
 __all__ = ["local", "register"]
@@ -175,11 +181,14 @@ def local(
     except OSError as exc:  # e.g. out of processes or file descriptors
         raise PcqError(f"cannot run the local demo: {exc}") from None
     stop_helpers()  # pcq exits next: reap multiprocessing's helper processes
-    if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), default=lambda o: o.__dict__) + "\n")
+    try:
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_json(), default=lambda o: o.__dict__) + "\n")
+        else:
+            render_table(result, sys.stdout)
         sys.stdout.flush()
-    else:
-        render_table(result, sys.stdout)
+    except BrokenPipeError:  # `pcq local | head`: the reader has all it wanted
+        discard_stream(sys.stdout)
     if result.failure:
         raise PcqError(result.failure)
     if result.interrupted:

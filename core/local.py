@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, TextIO
 
 from core.console import Console
 from core.mpqueue import Ledger, LocalQueue, make_item
@@ -37,7 +37,8 @@ from core.supervisor import Supervisor
 from core.transport import Item
 
 __all__ = [
-    "SEED_NAMES", "LocalConfig", "Plan", "default_start_method", "run_local", "stop_helpers",
+    "SEED_NAMES", "DemoConsole", "LocalConfig", "Plan", "default_start_method", "discard_stream",
+    "run_local", "stop_helpers",
 ]
 
 # The seed article's three lists, one producer each.
@@ -126,6 +127,28 @@ def _ranges(sizes: list[int]) -> tuple[tuple[int, int], ...]:
         out.append((start, start + size))
         start += size
     return tuple(out)
+
+
+class DemoConsole(Console):
+    """The demo's console: a reader that went away (``pcq local | head``) silences
+    the lines instead of killing, one by one, every process that prints."""
+
+    def line(self, text: str) -> None:
+        """Write like :meth:`Console.line`; on a closed pipe, discard from now on."""
+        try:
+            super().line(text)
+        except BrokenPipeError:
+            discard_stream(self.stream or sys.stdout)
+
+
+def discard_stream(stream: TextIO) -> None:
+    """Point ``stream``'s descriptor at /dev/null (this process only), so that
+    neither later writes nor the flush at exit fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
 
 
 # --------------------------------------------------------------- the children
@@ -252,7 +275,7 @@ def run_local(cfg: LocalConfig, launcher: type[Launcher] | None = None) -> Local
     ctx = mp.get_context(cfg.start_method)
     ledger = Ledger(ctx, plan.total, consumers, consumers + max_restarts + 1, producers)
     queue = LocalQueue(ctx, ledger, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
-    console = Console(ctx.Lock(), sys.stderr if cfg.json else sys.stdout, quiet=cfg.quiet)
+    console = DemoConsole(ctx.Lock(), sys.stderr if cfg.json else sys.stdout, quiet=cfg.quiet)
     sup = Supervisor(
         queue, plan, (launcher or Launcher)(ctx, queue, plan, console, cfg), console,
         consumers=consumers, max_restarts=max_restarts, grace=cfg.max_delay + 5.0,

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fixtures_local import run_local_cli
+from fixtures_local import run_local_cli, start_local_cli
 
 from core.local import SEED_NAMES
 
@@ -157,3 +157,15 @@ def test_overlong_name_is_a_usage_error(tmp_path: Path) -> None:
     run = run_local_cli("--names-file", str(names))
     assert run.code == 2
     assert run.stderr.strip() == f"pcq: error: names file {names}: line 2 is over 10000 characters"
+
+
+def test_reader_going_away_is_not_a_crash() -> None:
+    """`pcq local | head -1`: the run still finishes every item, quietly, exit 0."""
+    proc = start_local_cli("--items", "200", "--max-delay", "0")
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("Starting ")
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    proc.stderr.close()
