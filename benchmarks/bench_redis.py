@@ -13,7 +13,10 @@ consumer holds (raw) or has handled (pcq) the last item.
   run's ledger, heartbeat thread running, backpressure check on every push.
 
 Targets (issue 3): pcq batched >= 0.5x raw batched, pcq unbatched >= 0.8x raw
-unbatched. Each figure is the median of ``--repeat`` runs.
+unbatched. Each figure is the median of ``--repeat`` runs. Next to items/s the
+table shows CPU time per item (producer + consumer + redis-server): the machine
+is shared, so throughput moves with the load, while CPU per item says where the
+time goes.
 
 Usage: ``python benchmarks/bench_redis.py [--items N] [--unbatched-items N] [--repeat R]``.
 """
@@ -23,13 +26,14 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing as mp
+import os
 import shutil
 import socket
-import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -73,16 +77,18 @@ def start_server(workdir: str) -> tuple[subprocess.Popen[bytes], int]:
 
 
 # Raw redis-py loops ------------------------------------------------------------
-def raw_producer(port: int, n: int, batch: int, go: Any) -> None:
+def raw_producer(port: int, n: int, batch: int, go: Any, done: Any) -> None:
     r = redis.Redis(port=port)
     names = [generated_name(i) for i in range(n)]
     go.wait()
+    cpu = time.process_time()
     if batch == 1:
         for name in names:
             r.rpush("raw", name)
     else:
         for i in range(0, n, batch):
             r.rpush("raw", *names[i : i + batch])
+    done.put(("producer", time.process_time() - cpu))
     r.close()
 
 
@@ -90,6 +96,7 @@ def raw_consumer(port: int, n: int, batch: int, go: Any, done: Any) -> None:
     r = redis.Redis(port=port)
     got = 0
     go.wait()
+    cpu = time.process_time()
     while got < n:
         if batch == 1:
             got += r.blpop(["raw"], timeout=1) is not None
@@ -99,7 +106,7 @@ def raw_consumer(port: int, n: int, batch: int, go: Any, done: Any) -> None:
             got += len(chunk)
         elif r.blpop(["raw"], timeout=1) is not None:
             got += 1
-    done.put(time.monotonic())
+    done.put(("consumer", time.process_time() - cpu, time.monotonic()))
     r.close()
 
 
@@ -109,7 +116,7 @@ def _settings(port: int, batch: int, queue: str) -> RedisSettings:
                          high_water=max(10_000, batch))  # fmt: skip
 
 
-def pcq_producer(port: int, n: int, batch: int, queue: str, go: Any) -> None:
+def pcq_producer(port: int, n: int, batch: int, queue: str, go: Any, done: Any) -> None:
     settings = _settings(port, batch, queue)
     client = connect(settings)
     q = RedisQueue(client, settings)
@@ -117,8 +124,11 @@ def pcq_producer(port: int, n: int, batch: int, queue: str, go: Any) -> None:
     names = [generated_name(i) for i in range(n)]
     quiet = Console(stream=io.StringIO(), quiet=True)
     go.wait()
+    cpu = time.process_time()
     produce(q, (Item(f"{run}:{i}", name, time.time()) for i, name in enumerate(names)), quiet,
             batch=batch)  # fmt: skip
+    q.close()
+    done.put(("producer", time.process_time() - cpu))
     client.close()
 
 
@@ -137,26 +147,52 @@ def pcq_consumer(port: int, n: int, batch: int, queue: str, go: Any, done: Any) 
 
     quiet = Console(stream=io.StringIO(), quiet=True)
     go.wait()
+    cpu = time.process_time()
     consume(q, noop, quiet, stop=lambda: handled >= n, poll=0.05)
     q.close()  # flushes the last acks into the ledger
-    done.put(finished)
+    done.put(("consumer", time.process_time() - cpu, finished))
     client.close()
 
 
-def measure(prod: Callable[..., None], cons: Callable[..., None], args: tuple[Any, ...], n: int) -> float:
-    """Run one producer and one consumer process; return items per second."""
+@dataclass
+class Sample:
+    """One run: throughput and CPU seconds per item (producer, consumer, Redis)."""
+
+    items_per_second: float
+    cpu_us: dict[str, float]
+
+    @property
+    def cpu_total(self) -> float:
+        return sum(self.cpu_us.values())
+
+
+def redis_cpu(port: int) -> float:
+    with redis.Redis(port=port) as r:
+        info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def measure(prod: Callable[..., None], cons: Callable[..., None], args: tuple[Any, ...], n: int) -> Sample:
+    """Run one producer and one consumer process; return throughput and CPU per item."""
     go, done = CTX.Event(), CTX.Queue()
-    procs = [CTX.Process(target=prod, args=(*args, go)), CTX.Process(target=cons, args=(*args, go, done))]
+    procs = [CTX.Process(target=prod, args=(*args, go, done)),
+             CTX.Process(target=cons, args=(*args, go, done))]  # fmt: skip
     for p in procs:
         p.start()
     time.sleep(0.3)  # let both connect and prepare their items before the clock starts
+    server_cpu = redis_cpu(args[0])
     start = time.monotonic()
     go.set()
-    end = done.get(timeout=600)
+    reports = {}
+    for _ in procs:
+        report = done.get(timeout=600)
+        reports[report[0]] = report
     for p in procs:
         p.join(timeout=60)
     done.close()
-    return n / (end - start)
+    cpu = {"producer": reports["producer"][1], "consumer": reports["consumer"][1],
+           "redis": redis_cpu(args[0]) - server_cpu}  # fmt: skip
+    return Sample(n / (reports["consumer"][2] - start), {k: v / n * 1e6 for k, v in cpu.items()})
 
 
 def ledger_ok(port: int, queue: str, n: int) -> bool:
@@ -166,7 +202,8 @@ def ledger_ok(port: int, queue: str, n: int) -> bool:
         return len(runs) == 1 and r.scard(f"pcq:{{{queue}}}:run:{runs[0].decode()}:acked") == n
 
 
-def bench(port: int, n: int, batch: int, repeat: int) -> tuple[float, float]:
+def bench(port: int, n: int, batch: int, repeat: int) -> tuple[Sample, Sample]:
+    """Median (by throughput) raw and pcq samples of ``repeat`` alternating runs."""
     raws, pcqs = [], []
     for i in range(repeat):
         with redis.Redis(port=port) as r:
@@ -175,7 +212,11 @@ def bench(port: int, n: int, batch: int, repeat: int) -> tuple[float, float]:
         queue = f"bench{batch}-{i}"
         pcqs.append(measure(pcq_producer, pcq_consumer, (port, n, batch, queue), n))
         assert ledger_ok(port, queue, n), "pcq lost items: figure not valid"
-    return statistics.median(raws), statistics.median(pcqs)
+
+    def median(samples: list[Sample]) -> Sample:
+        return sorted(samples, key=lambda s: s.items_per_second)[len(samples) // 2]
+
+    return median(raws), median(pcqs)
 
 
 def main() -> None:
@@ -195,13 +236,18 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=10)
     table = Table(title=f"Redis list, 1 producer / 1 consumer, no-op handler (median of {opts.repeat})")
-    for col in ("mode", "items", "raw items/s", "pcq items/s", "ratio", "target"):
+    for col in ("mode", "items", "raw items/s", "pcq items/s", "ratio", "target",
+                "raw CPU us/item", "pcq CPU us/item (prod+cons+redis)"):  # fmt: skip
         table.add_column(col, justify="right")
     for mode, n, raw, pcq, target in rows:
-        verdict = "met" if pcq / raw >= target else "MISSED"
-        table.add_row(mode, f"{n:,}", f"{raw:,.0f}", f"{pcq:,.0f}", f"{pcq / raw:.2f}x",
-                      f">= {target}x {verdict}")  # fmt: skip
-    RichConsole().print(table)
+        ratio = pcq.items_per_second / raw.items_per_second
+        verdict = "met" if ratio >= target else "MISSED"
+        parts = "+".join(f"{pcq.cpu_us[k]:.1f}" for k in ("producer", "consumer", "redis"))
+        table.add_row(mode, f"{n:,}", f"{raw.items_per_second:,.0f}", f"{pcq.items_per_second:,.0f}",
+                      f"{ratio:.2f}x", f">= {target}x {verdict}", f"{raw.cpu_total:.1f}",
+                      f"{pcq.cpu_total:.1f} ({parts})")  # fmt: skip
+    RichConsole(width=160).print(table)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
 
 
 if __name__ == "__main__":
