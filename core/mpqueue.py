@@ -95,8 +95,12 @@ class _Waiter:
         self.epoll = hasattr(select, "epoll") and hasattr(select, "EPOLLEXCLUSIVE")
         if self.epoll:
             self.poller: Any = select.epoll()
-            self.poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
-        else:
+            try:
+                self.poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            except OSError:  # kernel older than 4.5
+                self.poller.close()
+                self.epoll = False
+        if not self.epoll:
             self.poller = select.poll()
             self.poller.register(fd, select.POLLIN)
 
