@@ -21,8 +21,10 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from contextlib import redirect_stderr
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -32,7 +34,10 @@ from core.local import LocalConfig, generated_name, run_local
 CTX = mp.get_context("fork")
 
 
-def _raw_producer(q: mp.Queue, n: int, batch: int, consumers: int) -> None:  # type: ignore[type-arg]
+RawQueue = Any  # multiprocessing.Queue (its type is not subscriptable at runtime)
+
+
+def _raw_producer(q: RawQueue, n: int, batch: int, consumers: int) -> None:
     if batch == 1:
         for i in range(n):
             q.put(generated_name(i))
@@ -43,7 +48,7 @@ def _raw_producer(q: mp.Queue, n: int, batch: int, consumers: int) -> None:  # t
         q.put(None)
 
 
-def _raw_consumer(q: mp.Queue, batch: int) -> None:  # type: ignore[type-arg]
+def _raw_consumer(q: RawQueue, batch: int) -> None:
     got = q.get
     if batch == 1:
         while got() is not None:
@@ -56,7 +61,7 @@ def _raw_consumer(q: mp.Queue, batch: int) -> None:  # type: ignore[type-arg]
 
 def raw_run(n: int, consumers: int, batch: int) -> float:
     """Seconds for a raw mp.Queue put/get loop of ``n`` items."""
-    q: mp.Queue = CTX.Queue()  # type: ignore[type-arg]
+    q: RawQueue = CTX.Queue()
     start = time.perf_counter()
     procs = [CTX.Process(target=_raw_producer, args=(q, n, batch, consumers))]
     procs += [CTX.Process(target=_raw_consumer, args=(q, batch)) for _ in range(consumers)]
@@ -110,7 +115,9 @@ def _children_cpu() -> float:
     return total
 
 
-def best(fn, n: int, consumers: int, batch: int, repeat: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def best(
+    fn: Callable[[int, int, int], float], n: int, consumers: int, batch: int, repeat: int
+) -> tuple[float, float]:
     """Best items/s of ``repeat`` runs (the machine is shared: best is least noisy),
     and the least CPU time per item all processes used (microseconds)."""
     rates, cpus = [], []

@@ -26,6 +26,7 @@ __all__ = ["local", "register"]
 
 MAX_NAME = 10_000  # characters per name: one item must fit in one queue message
 MAX_ITEMS = 50_000_000
+MAX_PROCESSES = 512  # per role: each is a real process (and ~10 MB of memory)
 START_METHOD_HELP = (
     "How children start: fork (default on Linux: a millisecond per child; our parent "
     "runs no threads, the reason 3.14 moved Linux to forkserver), spawn (a fresh "
@@ -103,11 +104,16 @@ DEFAULT_START_METHOD = default_start_method()
 # The options, one alias each, so that the command's signature stays readable.
 Producers = Annotated[
     int | None,
-    typer.Option("--producers", min=1, help="Producer processes (default: one per name list, 3 for the seed's lists)."),
+    typer.Option(
+        "--producers", min=1, max=MAX_PROCESSES,
+        help="Producer processes (default: one per name list, 3 for the seed's lists).",
+    ),
 ]
 Consumers = Annotated[
     int | None,
-    typer.Option("--consumers", min=1, help="Consumer processes (default: 2 x producers)."),
+    typer.Option(
+        "--consumers", min=1, max=MAX_PROCESSES, help="Consumer processes (default: 2 x producers)."
+    ),
 ]
 Items = Annotated[
     int | None,
@@ -137,7 +143,9 @@ AsJson = Annotated[
 ]
 MaxDeliveries = Annotated[
     int,
-    typer.Option("--max-deliveries", min=1, help="Dead-letter an item whose handler failed N times."),
+    typer.Option(
+        "--max-deliveries", min=1, help="Dead-letter an item whose handler failed N times."
+    ),
 ]
 KillAfter = Annotated[
     int | None,
@@ -148,7 +156,9 @@ KillAfter = Annotated[
 ]
 FailOn = Annotated[
     str | None,
-    typer.Option("--fail-on", hidden=True, help="Test hook: the handler raises on names with TEXT."),
+    typer.Option(
+        "--fail-on", hidden=True, help="Test hook: the handler raises on names with TEXT."
+    ),
 ]
 
 

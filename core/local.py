@@ -191,7 +191,8 @@ def make_handler(cfg: LocalConfig, serial: int) -> Callable[[Item], None]:
     Each consumer draws from its own RNG seeded from ``--seed`` and its serial
     number, so a run is reproducible per consumer.
     """
-    seed, max_delay, kill_after, fail_on = cfg.seed, cfg.max_delay, cfg.kill_consumer_after, cfg.fail_on
+    seed, max_delay = cfg.seed, cfg.max_delay
+    kill_after, fail_on = cfg.kill_consumer_after, cfg.fail_on
     if max_delay == 0 and kill_after is None and fail_on is None:
         return _no_work  # the benchmark's no-op handler: skip the bookkeeping
     rng = random.Random(None if seed is None else seed * 1_000_003 + serial)

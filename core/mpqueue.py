@@ -274,7 +274,9 @@ class LocalQueue:
             self.sem.release()  # type: ignore[union-attr]
             view[base + 3] = 0
         stamps = self.ledger.produced_at
-        return [make_item(str(first + k), body, stamps[first + k], d) for k, body in enumerate(bodies)]
+        return [
+            make_item(str(first + k), body, stamps[first + k], d) for k, body in enumerate(bodies)
+        ]
 
     def _settle(self, count: int) -> None:
         self._left -= count

@@ -150,7 +150,8 @@ class Supervisor:
             self.outbox.extend(encode(first, 0, self.bodies(first, end - first), False))
             self.adopted += end - first
         self.console.line(
-            f"Producer {proc.pid} died ({_why(proc.exitcode)}); parent put its last {end - first} item(s)"
+            f"Producer {proc.pid} died ({_why(proc.exitcode)}); "
+            f"parent put its last {end - first} item(s)"
         )
 
     # ------------------------------------------------------------ consumers

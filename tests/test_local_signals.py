@@ -100,7 +100,8 @@ def test_ctrl_c_stops_reports_and_leaves_no_process(method: str) -> None:
     # every item a consumer announced ("got") was finished, none was cut short
     started_items = [line for line in err.splitlines() if GOT.match(line)]
     assert data["consumed"] == len(started_items) >= 2
-    assert re.search(r"^pcq: interrupted: \d+ item\(s\) produced but not consumed", err, re.MULTILINE)
+    summary = r"^pcq: interrupted: \d+ item\(s\) produced but not consumed"
+    assert re.search(summary, err, re.MULTILINE)
     # every child (and multiprocessing's helpers) is gone, not left as orphan or zombie
     _, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [], [(p.pid, p.status()) for p in alive]
