@@ -119,8 +119,12 @@ def _start_consumers(
 def _wait_registered(client: redis.Redis, keys: Keys, procs: list[BaseProcess]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while client.scard(keys.consumers) < len(procs):
-        if any(p.exitcode is not None for p in procs):
-            raise PcqError("a Redis consumer exited before it registered (see the line above)")
+        dead = [p for p in procs if p.exitcode is not None]
+        if dead:
+            raise PcqError(
+                f"Redis consumer {dead[0].pid} exited (code {dead[0].exitcode}) before it "
+                "registered: see its error above"
+            )
         if time.monotonic() > deadline:
             raise PcqError(f"Redis consumers did not register within {READY_TIMEOUT:g}s")
         time.sleep(0.02)

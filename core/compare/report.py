@@ -35,9 +35,15 @@ def _pyplot() -> Any:
 
 def _log_if_wide(ax: Any, values: list[float]) -> None:
     """Log scale when the values span more than 20x (RQ next to a local queue)."""
+    from matplotlib.ticker import FuncFormatter
+
     positive = [v for v in values if v and v > 0]
     if positive and max(positive) / min(positive) > 20:
         ax.set_yscale("log")
+        # Plain numbers ("600", "0.5"), not "6 x 10^2", on both major and minor ticks.
+        plain = FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 10 else f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
 
 
 def _consumer_axis(ax: Any, counts: list[int]) -> None:

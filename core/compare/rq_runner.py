@@ -201,7 +201,7 @@ def run_rq_compare(
         workers = _Workers(base.url, qname, consumers, worker, tag)
         workers.wait_ready(client, queue)
         failed = FailedJobRegistry(qname, connection=client).key
-        with RssSampler(workers.pids) as rss:
+        with RssSampler(workers.pids, every=0.1, children=True) as rss:
             t0 = time.perf_counter()
             _enqueue(queue, workload, tag, int(max(60, workload.work.ms / 1000 * 10)))
             complete = _follow(client, handled_key, failed, workload.items, progress, timeout)
