@@ -26,7 +26,7 @@ from fixtures_docker import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
-HARDENED_SERVICES = ("producer", "consumer")
+HARDENED_SERVICES = ("producer", "consumer", "redis")
 
 
 def assert_exact(tally: dict[str, Any], items: int) -> None:
@@ -180,10 +180,18 @@ def test_containers_run_hardened(compose_project: ComposeProject, service: str) 
     else:
         container = compose_project.containers(service)[0]
         attrs = container.attrs
+        uid = b"999" if service == "redis" else b"10001"
         # Live checks: the process really runs unprivileged on a read-only root.
-        assert container.exec_run(["id", "-u"]).output.strip() == b"10001"
-        assert container.exec_run(["touch", "/app/x"]).exit_code != 0
-        assert container.exec_run(["touch", "/tmp/x"]).exit_code == 0
+        assert container.exec_run(["id", "-u"]).output.strip() == uid
+        assert container.exec_run(["touch", "/x"]).exit_code != 0
+        writable = "/data/probe" if service == "redis" else "/tmp/probe"
+        assert container.exec_run(["touch", writable]).exit_code == 0
+        container.exec_run(["rm", "-f", writable])
+        # Every process of the container (init, the service, exec'd ones): not root.
+        table = container.top(ps_args="-o pid,uid,comm")
+        column = table["Titles"].index("UID")
+        uids = {row[column] for row in table["Processes"]}
+        assert uids == {uid.decode()}, table
 
     host = attrs["HostConfig"]
     assert attrs["Config"]["User"] not in ("", "0", "root") and not attrs["Config"][
