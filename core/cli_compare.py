@@ -53,7 +53,7 @@ def compare(
     batch: Annotated[int, typer.Option("--batch", help="Items per queue message / round trip.")] = 1,
     repeat: Annotated[int, typer.Option("--repeat", help="Runs per configuration (medians reported).")] = 1,
     docker: Annotated[
-        bool, typer.Option("--docker", help="Also the Redis list with compose-scaled containers (not implemented: skipped).")
+        bool, typer.Option("--docker", help="Also the Redis list with consumer containers scaled by docker compose (slow: builds the image).")
     ] = False,
     out: Annotated[Path, typer.Option("--out", help="Report folder.", file_okay=False)] = Path("pcq-report"),
     as_json: Annotated[

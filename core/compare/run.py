@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from core.compare.docker_runner import DockerCompare, docker_problem
 from core.compare.local_runner import compare_context, run_local_compare
 from core.compare.metrics import RunMetrics, summarize
 from core.compare.redis_runner import run_redis_compare
@@ -35,7 +36,6 @@ HOW_TO_ADD_REDIS = (
     "no REDIS_URL and no redis-server binary: running the local transport only "
     "(add Redis: sudo apt-get install redis-server, or set REDIS_URL=redis://host:6379/0)"
 )
-DOCKER_SKIP = "--docker is not implemented in this version of pcq compare (compose-scaled consumers)"
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,21 @@ def _redis_for(cfg: CompareConfig, reporter: Reporter) -> Iterator[_Redis]:
         yield _Redis("embedded", server.version(), RedisSettings(url=server.url))
 
 
+def _docker_for(
+    cfg: CompareConfig, reporter: Reporter, skipped: list[dict[str, str]]
+) -> DockerCompare | None:
+    """The docker runner when ``--docker`` was given and Docker works; else note why not."""
+    if not cfg.docker:
+        return None
+    problem = docker_problem()
+    if problem is not None:
+        reporter.line(f"pcq: --docker skipped: {problem}")
+        skipped.append({"transport": "docker", "reason": problem})
+        return None
+    reporter.line("pcq: --docker: building the pcq image and scaling consumer containers (slow)")
+    return DockerCompare(cfg.workload)
+
+
 def _ping(settings: RedisSettings) -> str | None:
     client = connect(settings)
     try:
@@ -128,18 +143,25 @@ def run_compare(cfg: CompareConfig, reporter: Reporter | None = None) -> dict[st
     ctx = compare_context()
     runs: list[RunMetrics] = []
     skipped: list[dict[str, str]] = []
-    if cfg.docker:
-        reporter.line(f"pcq: {DOCKER_SKIP}: skipped")
-        skipped.append({"transport": "docker", "reason": DOCKER_SKIP})
-    with _redis_for(cfg, reporter) as red:
-        skipped += red.skipped
-        active = [t for t in cfg.transports if t not in {s["transport"] for s in red.skipped}]
-        for transport in active:
-            for consumers in cfg.consumers:
-                for repeat in range(cfg.repeat):
-                    label = f"{transport} x{consumers}" + (f" #{repeat + 1}" if cfg.repeat > 1 else "")
-                    tick = reporter.start(label, cfg.workload.items)
-                    runs.append(_one(cfg, transport, consumers, repeat, tick, red.settings, ctx))
+    docker = _docker_for(cfg, reporter, skipped)
+    try:
+        with _redis_for(cfg, reporter) as red:
+            skipped += red.skipped
+            active = [t for t in cfg.transports if t not in {s["transport"] for s in red.skipped}]
+            active += ["docker"] if docker is not None else []
+            for transport in active:
+                for consumers in cfg.consumers:
+                    for repeat in range(cfg.repeat):
+                        label = f"{transport} x{consumers}" + (f" #{repeat + 1}" if cfg.repeat > 1 else "")
+                        tick = reporter.start(label, cfg.workload.items)
+                        if transport == "docker" and docker is not None:
+                            timeout = cfg.run_timeout(consumers)
+                            runs.append(docker.run(consumers, repeat, tick, timeout))
+                        else:
+                            runs.append(_one(cfg, transport, consumers, repeat, tick, red.settings, ctx))
+    finally:
+        if docker is not None:
+            docker.close()
     return {
         "schema": SCHEMA,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

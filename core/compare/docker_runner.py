@@ -1,0 +1,173 @@
+"""``pcq compare --docker``: the Redis list with consumer *containers*, scaled by compose.
+
+Per consumer count N, a compose project of its own (``pcq-cmp-<random>``) from
+the repository's ``docker-compose.yml`` plus a generated override that runs
+:mod:`core.compare.docker_side` in the consumer service:
+
+1. ``docker compose build consumer`` (once per comparison; layers are cached);
+2. ``up -d --scale consumer=N redis consumer``;
+3. ``run --rm --no-deps producer python -m core.compare.docker_side produce ...``
+   (Redis is on an internal network: the producer has to be a container too),
+   which prints the tally and every item's stamps as JSON;
+4. ``down -v --remove-orphans``, whatever happened.
+
+Container start-up is not measured: the producer waits for the N consumers to
+register before the first item. Peak RSS is sampled from the host when the
+containers' processes are visible from here (same PID namespace), else null.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from core.compare.metrics import RssSampler, RunMetrics
+from core.compare.workload import Workload
+from core.errors import PcqError
+
+__all__ = ["COMPOSE_FILE", "DockerCompare", "docker_problem"]
+
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+IMAGE = "pcq:compare"
+BUILD_TIMEOUT = 900.0
+STEP_TIMEOUT = 180.0
+Progress = Callable[[int], None]
+
+_OVERRIDE = """\
+services:
+  consumer:
+    command: ["python", "-m", "core.compare.docker_side", "consume", "--work", "{work}"]
+"""
+
+
+def docker_problem() -> str | None:
+    """Why the Docker transport cannot run here, or None."""
+    if shutil.which("docker") is None:
+        return "the docker command is not on PATH"
+    if not COMPOSE_FILE.exists():
+        return f"{COMPOSE_FILE} not found (run pcq compare --docker from a clone of the repository)"
+    for cmd in (["docker", "version", "--format", "{{.Server.Version}}"], ["docker", "compose", "version"]):
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{' '.join(cmd[:2])} failed: {exc}"
+        if proc.returncode != 0:
+            return f"{' '.join(cmd[:3])}: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
+    return None
+
+
+class DockerCompare:
+    """Runs the docker transport for one comparison (builds the image once)."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.built = False
+        self._dir = tempfile.TemporaryDirectory(prefix="pcq-compare-docker-")
+        self.override = Path(self._dir.name) / "compare.override.yml"
+        self.override.write_text(_OVERRIDE.format(work=str(workload.work)), encoding="utf-8")
+
+    def close(self) -> None:
+        self._dir.cleanup()
+
+    def _compose(self, project: str, env: dict[str, str], *args: str, timeout: float = STEP_TIMEOUT,
+                 ) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            "docker", "compose", "--project-directory", str(COMPOSE_FILE.parent),
+            "-f", str(COMPOSE_FILE), "-f", str(self.override), "-p", project, *args,
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise PcqError(f"docker compose {args[0]} took longer than {timeout:g}s") from None
+        return proc
+
+    def _checked(self, project: str, env: dict[str, str], *args: str, timeout: float = STEP_TIMEOUT,
+                 ) -> str:
+        proc = self._compose(project, env, *args, timeout=timeout)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            raise PcqError(f"docker compose {args[0]} failed: {last}")
+        return proc.stdout
+
+    def _env(self, queue: str) -> dict[str, str]:
+        w = self.workload
+        return dict(
+            os.environ, REDIS_PASSWORD=secrets.token_hex(16), PCQ_IMAGE=IMAGE, PCQ_QUEUE=queue,
+            PCQ_BATCH=str(w.batch), PCQ_HEARTBEAT_TTL="5", PCQ_STOP_GRACE="10s",
+            PCQ_MAX_DELAY="0", PCQ_ITEMS="",
+        )
+
+    def run(self, consumers: int, repeat: int, progress: Progress, timeout: float) -> RunMetrics:
+        """One run with ``consumers`` consumer containers."""
+        tag = secrets.token_hex(5)
+        project, env = f"pcq-cmp-{tag}", self._env(f"cmp-{tag}")
+        w = self.workload
+        try:
+            if not self.built:
+                self._checked(project, env, "build", "consumer", timeout=BUILD_TIMEOUT)
+                self.built = True
+            self._checked(project, env, "up", "-d", "--no-build", "--scale", f"consumer={consumers}",
+                          "redis", "consumer")
+            pids = self._pids(project, env)
+            with RssSampler(lambda: pids, every=0.2, children=True) as rss:
+                t0 = time.perf_counter()
+                out = self._checked(
+                    project, env, "run", "--rm", "--no-deps", "-T", "producer", "python", "-m",
+                    "core.compare.docker_side", "produce", "--items", str(w.items),
+                    "--payload-bytes", str(w.payload_bytes), "--consumers", str(consumers),
+                    "--timeout", f"{timeout:g}", timeout=timeout + 60,
+                )
+                wall = time.perf_counter() - t0
+        finally:
+            self._compose(project, env, "down", "-v", "--remove-orphans", "-t", "10")
+        data = _last_json(out)
+        tally = data["tally"]
+        progress(int(tally["consumed"]))
+        notes = [] if tally.get("complete") else ["timed out before every item was accounted for"]
+        return RunMetrics.build(
+            transport="docker", consumers=consumers, repeat=repeat, items=w.items,
+            stamps=[(float(p), float(h)) for p, h in data["stamps"]],
+            per_consumer=tally["per_consumer"], wall_seconds=wall,
+            peak_rss=rss.peak if pids else None,
+            lost=w.items - tally["consumed"] - tally["dead_letters"], duplicates=tally["duplicates"],
+            redelivered=tally["redelivered"], dead_letters=tally["dead_letters"], notes=notes,
+            consumed=tally["consumed"],
+        )
+
+    def _pids(self, project: str, env: dict[str, str]) -> list[int]:
+        """Host PIDs of the consumer containers' init processes, when visible from here."""
+        ids = self._checked(project, env, "ps", "-q", "consumer").split()
+        pids = []
+        for cid in ids:
+            proc = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", cid],
+                                  capture_output=True, text=True, timeout=30, check=False)
+            pid = int(proc.stdout.strip() or 0)
+            if pid > 0 and _is_container_init(pid):
+                pids.append(pid)
+        return pids
+
+
+def _is_container_init(pid: int) -> bool:
+    # A PID from another namespace may name an unrelated process here: check it.
+    try:
+        return psutil.Process(pid).name() in ("docker-init", "tini")
+    except psutil.Error:
+        return False
+
+
+def _last_json(out: str) -> dict[str, Any]:
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            data: dict[str, Any] = json.loads(line)
+            return data
+    raise PcqError("the producer container printed no result")
