@@ -153,7 +153,7 @@ def test_redis_port_is_not_reachable_from_the_host(compose_project: ComposeProje
     (consumer, *_) = compose_project.containers("consumer")
     probe = (
         "import socket; s = socket.create_connection(('redis', 6379), 5); "
-        f"s.sendall(b'AUTH {compose_project.password}\\r\\n'); print(s.recv(64))"
+        f"s.sendall(b'AUTH admin {compose_project.password}\\r\\n'); print(s.recv(64))"
     )
     inside = consumer.exec_run(["python", "-c", probe])
     assert b"+OK" in inside.output, inside.output

@@ -33,7 +33,7 @@ PREFIX = f"pcq:{{{QUEUE}}}"
 def redis_cli(project: ComposeProject, *args: str) -> list[str]:
     """Run ``redis-cli ARGS`` in the project's Redis container; its output lines."""
     (redis,) = project.containers("redis")
-    result = redis.exec_run(["redis-cli", "--no-auth-warning", *args])
+    result = redis.exec_run(["redis-cli", "--user", "admin", "--no-auth-warning", *args])
     assert result.exit_code == 0, result.output[-500:]
     return result.output.decode().splitlines()
 
