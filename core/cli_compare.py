@@ -74,11 +74,18 @@ def compare(
                   redis_url, rq_worker, timeout)
     err = RichConsole(file=sys.stderr)
     columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    interrupted = False
     try:
         with Progress(*columns, console=err) as progress:
             results = run_compare(cfg, _RichReporter(progress))
+    except KeyboardInterrupt:
+        # Every runner has stopped its processes (and the throwaway Redis) on the way out.
+        interrupted = True
     finally:
-        stop_helpers()  # reap the fork server before pcq exits
+        stop_helpers()  # reap the fork server before pcq exits (after the except: no traceback holds our semaphores)
+    if interrupted:
+        print("pcq: interrupted: comparison stopped, no report written", file=sys.stderr)
+        raise typer.Exit(130)
     paths = write_report(results, out)
     render_summary(results, sys.stderr if as_json else sys.stdout)
     if as_json:

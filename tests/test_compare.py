@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import IO
 
+import psutil
 import pytest
 from fixtures_redis import RedisServer
 
@@ -131,3 +136,59 @@ def test_invalid_knobs_one_line_exit_2(args: list[str], tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("pcq: error:"), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "never").exists()
+
+
+def _read_until(stream: IO[str], needle: str, timeout: float) -> str:
+    """Lines of ``stream`` up to the first containing ``needle`` (bounded wait)."""
+    seen, deadline = "", time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        while needle not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise AssertionError(f"no {needle!r} within {timeout}s:\n{seen}")
+            line = stream.readline()
+            if not line:
+                raise AssertionError(f"stream ended before {needle!r}:\n{seen}")
+            seen += line
+    return seen
+
+
+def _wait_children(pid: int, count: int, timeout: float) -> list[psutil.Process]:
+    """Poll until ``pid`` has at least ``count`` descendants (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        children = psutil.Process(pid).children(recursive=True)
+        if len(children) >= count or time.monotonic() > deadline:
+            assert len(children) >= count, children
+            return children
+        time.sleep(0.05)
+
+
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    if not os.access("/usr/bin/redis-server", os.X_OK):
+        pytest.skip("/usr/bin/redis-server not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PCQ_REDIS_SERVER")}
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "dev", "-W", "error", "-m", "core", "compare", "--transports",
+         "redis", "--consumers", "2", "--items", "2000", "--work", "sleep:20",
+         "--out", str(tmp_path / "rep")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = _read_until(proc.stderr, "throwaway redis-server", 60)
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", seen).group(1))  # type: ignore[union-attr]
+        children = _wait_children(proc.pid, 4, 60)  # redis-server, fork server, 2 consumers
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "pcq: interrupted" in err and "Traceback" not in err, err
+    assert not _port_open(port), "the throwaway redis-server survived Ctrl-C"
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], f"left behind: {alive}"
+    assert not (tmp_path / "rep").exists()
