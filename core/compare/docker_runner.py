@@ -4,7 +4,7 @@ Per consumer count N, a compose project of its own (``pcq-cmp-<random>``) from
 the repository's ``docker-compose.yml`` plus a generated override that runs
 :mod:`core.compare.docker_side` in the consumer service:
 
-1. ``docker compose build consumer`` (once per comparison; layers are cached);
+1. ``docker compose build consumer redis`` (once per comparison; layers are cached);
 2. ``up -d --scale consumer=N redis consumer``;
 3. ``run --rm --no-deps producer python -m core.compare.docker_side produce ...``
    (Redis is on an internal network: the producer has to be a container too),
@@ -114,7 +114,8 @@ class DockerCompare:
         w = self.workload
         try:
             if not self.built:
-                self._checked(project, env, "build", "consumer", timeout=BUILD_TIMEOUT)
+                # Redis too: compose builds its image (redis:7-alpine + /data owned by 999).
+                self._checked(project, env, "build", "consumer", "redis", timeout=BUILD_TIMEOUT)
                 self.built = True
             self._checked(project, env, "up", "-d", "--no-build", "--scale", f"consumer={consumers}",
                           "redis", "consumer")
