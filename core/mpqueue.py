@@ -30,10 +30,12 @@ the supervisor can put back exactly what a dead consumer held.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import pickle
 import select
 import socket
+import struct
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.context import BaseContext
@@ -55,7 +57,8 @@ SENTINEL = b"S"  # end of stream for one consumer; pickles never start with "S"
 SNDBUF = 1 << 20  # a deeper buffer means fewer producer wake-ups (capped by wmem_max)
 # Plain ints: or-ing the enum members costs more than the recv itself.
 _NOWAIT = int(socket.MSG_DONTWAIT)
-_RECV_FLAGS = int(socket.MSG_DONTWAIT) | int(socket.MSG_TRUNC)
+_TRUNC = int(socket.MSG_TRUNC)  # recv returns the real length of a longer message
+RECV_WAIT = 0.1  # seconds a consumer blocks in one recv before it looks around
 
 
 def encode(first: int, deliveries: int, bodies: list[str], budgeted: bool) -> list[bytes]:
@@ -84,38 +87,6 @@ def runs(indexes: Sequence[int]) -> Iterator[tuple[int, int]]:
         yield start, prev - start + 1
 
 
-class _Waiter:
-    """Wait for the shared socket to be readable.
-
-    With epoll's EPOLLEXCLUSIVE (Linux >= 4.5) one message wakes one idle
-    consumer instead of all of them (no thundering herd); elsewhere, poll.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.epoll = hasattr(select, "epoll") and hasattr(select, "EPOLLEXCLUSIVE")
-        if self.epoll:
-            self.poller: Any = select.epoll()
-            try:
-                self.poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
-            except OSError:  # kernel older than 4.5
-                self.poller.close()
-                self.epoll = False
-        if not self.epoll:
-            self.poller = select.poll()
-            self.poller.register(fd, select.POLLIN)
-
-    def wait(self, timeout: float) -> bool:
-        """True when the socket became readable within ``timeout`` seconds."""
-        if self.epoll:
-            return bool(self.poller.poll(timeout))
-        return bool(self.poller.poll(int(timeout * 1000)))
-
-    def close(self) -> None:
-        """Release the epoll descriptor."""
-        if self.epoll:
-            self.poller.close()
-
-
 class LocalQueue:
     """The local :class:`~core.transport.Transport` (see the module docstring).
 
@@ -142,6 +113,14 @@ class LocalQueue:
         self.ev_tx, self.ev_rx = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for sock in (self.tx, self.ev_tx):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        # Consumers block in recv, with a kernel timeout. The kernel queues
+        # blocked readers as exclusive waiters: one message wakes one consumer
+        # and goes straight to it (one system call per message, no herd).
+        # SO_RCVTIMEO belongs to the socket, so every process sees it, and every
+        # consumer wants the same value; unlike O_NONBLOCK (setblocking) it does
+        # not change anyone's MSG_DONTWAIT calls.
+        wait = struct.pack("@ll", 0, int(RECV_WAIT * 1_000_000))
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wait)
         self.producer = -1
         self._ppid = -1
         self.slot = -1
@@ -149,13 +128,12 @@ class LocalQueue:
         self._left = 0
         self._buf = bytearray(0)
         self._view = memoryview(self._buf)
-        self._poll: Any = None
         self._base = 0
 
     def __getstate__(self) -> dict[str, Any]:
         # Sent to spawn/forkserver children: per-process buffers and pollers stay here.
         state = dict(self.__dict__)
-        for name in ("_buf", "_view", "_poll"):
+        for name in ("_buf", "_view"):
             del state[name]
         return state
 
@@ -163,7 +141,6 @@ class LocalQueue:
         self.__dict__.update(state)
         self._buf = bytearray(0)
         self._view = memoryview(self._buf)
-        self._poll = None
 
     # ---------------------------------------------------------------- set-up
     def attach_producer(self, index: int) -> None:
@@ -177,7 +154,6 @@ class LocalQueue:
         self._base = slot * _INFLIGHT
         self._buf = bytearray(MAX_MESSAGE + 1)
         self._view = memoryview(self._buf)
-        self._poll = _Waiter(self.rx.fileno())
         self._ppid = os.getppid()
 
     def orphaned(self) -> bool:
@@ -199,8 +175,6 @@ class LocalQueue:
         for sock in (self.tx, self.rx, self.ev_tx, self.ev_rx):
             sock.close()
         self._view.release()
-        if self._poll is not None:
-            self._poll.close()
 
     # -------------------------------------------------------------- producer
     def put(self, items: Sequence[Item]) -> None:
@@ -242,20 +216,22 @@ class LocalQueue:
 
     # -------------------------------------------------------------- consumer
     def get(self, timeout: float) -> list[Item] | None:
-        """Claim the next message: ``[]`` after ``timeout``, ``None`` on a sentinel."""
-        try:
-            n = self.rx.recv_into(self._buf, MAX_MESSAGE + 1, _RECV_FLAGS)
-        except BlockingIOError:
-            # Wait, then try once more: another consumer may win the message,
-            # which is fine (recv is atomic), we just report a timeout.
-            if self._poll is None:
-                raise RuntimeError("attach_consumer() first") from None
-            if not self._poll.wait(timeout):
-                return None if self.orphaned() else []
+        """Claim the next message: ``[]`` after ``timeout``, ``None`` on a sentinel.
+
+        ``timeout`` is honoured in steps of RECV_WAIT (the socket's receive
+        timeout): a ``get`` may wait up to one step longer than asked.
+        """
+        if not self._buf:
+            raise RuntimeError("attach_consumer() first")
+        for _ in range(max(1, math.ceil(timeout / RECV_WAIT))):
             try:
-                n = self.rx.recv_into(self._buf, MAX_MESSAGE + 1, _RECV_FLAGS)
-            except BlockingIOError:
-                return []
+                n = self.rx.recv_into(self._buf, MAX_MESSAGE + 1, _TRUNC)
+                break
+            except BlockingIOError:  # SO_RCVTIMEO elapsed: nothing for us yet
+                if self.orphaned():
+                    return None
+        else:
+            return []
         if n > MAX_MESSAGE:
             raise PcqError(f"oversized local message ({n} bytes)")
         if n == 1 and self._buf[0] == SENTINEL[0]:
