@@ -7,7 +7,8 @@ the repository's ``docker-compose.yml`` plus a generated override that runs
 1. ``docker compose build consumer redis`` (once per comparison; layers are cached);
 2. ``up -d --scale consumer=N redis consumer``;
 3. ``run --rm --no-deps producer python -m core.compare.docker_side produce ...``
-   (Redis is on an internal network: the producer has to be a container too),
+   (Redis is on an internal network: the producer has to be a container too;
+   it connects as the ACL admin user, as it also reads the consumers' keys),
    which prints the tally and every item's stamps as JSON;
 4. ``down -v --remove-orphans``, whatever happened.
 
@@ -39,6 +40,7 @@ __all__ = ["COMPOSE_FILE", "DockerCompare", "docker_problem"]
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 IMAGE = "pcq:compare"
+REDIS_IMAGE = "pcq-redis:compare"
 BUILD_TIMEOUT = 900.0
 STEP_TIMEOUT = 180.0
 Progress = Callable[[int], None]
@@ -101,10 +103,17 @@ class DockerCompare:
 
     def _env(self, queue: str) -> dict[str, str]:
         w = self.workload
+        admin = secrets.token_hex(16)
         return dict(
-            os.environ, REDIS_PASSWORD=secrets.token_hex(16), PCQ_IMAGE=IMAGE, PCQ_QUEUE=queue,
+            os.environ, PCQ_IMAGE=IMAGE, PCQ_REDIS_IMAGE=REDIS_IMAGE, PCQ_QUEUE=queue,
+            REDIS_PASSWORD=admin, PCQ_PRODUCER_PASSWORD=secrets.token_hex(16),
+            PCQ_CONSUMER_PASSWORD=secrets.token_hex(16), PCQ_RQ_PASSWORD=secrets.token_hex(16),
             PCQ_BATCH=str(w.batch), PCQ_HEARTBEAT_TTL="5", PCQ_STOP_GRACE="10s",
             PCQ_MAX_DELAY="0", PCQ_ITEMS="",
+            # The harness's producer also reads the consumers' registrations and stamps,
+            # which the producer ACL user may not: it runs as the admin user. Passed as
+            # `run -e REDIS_URL` (value from this environment), so never in an argv.
+            REDIS_URL=f"redis://admin:{admin}@redis:6379/0",
         )
 
     def run(self, consumers: int, repeat: int, progress: Progress, timeout: float) -> RunMetrics:
@@ -123,7 +132,8 @@ class DockerCompare:
             with RssSampler(lambda: pids, every=0.2, children=True) as rss:
                 t0 = time.perf_counter()
                 out = self._checked(
-                    project, env, "run", "--rm", "--no-deps", "-T", "producer", "python", "-m",
+                    project, env, "run", "--rm", "--no-deps", "-T", "-e", "REDIS_URL", "producer",
+                    "python", "-m",
                     "core.compare.docker_side", "produce", "--items", str(w.items),
                     "--payload-bytes", str(w.payload_bytes), "--consumers", str(consumers),
                     "--timeout", f"{timeout:g}", timeout=timeout + 60,
