@@ -141,3 +141,29 @@ def _kill_session(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
+
+
+def test_second_ctrl_c_does_not_wait_for_slow_handlers() -> None:
+    """One Ctrl-C lets handlers finish (here up to 30 s each); a second one stops now."""
+    proc = start_local_cli(
+        "--items", "50", "--max-delay", "30", "--queue-size", "2", "--json", new_session=True
+    )
+    try:
+        read_until(proc, STARTED, count=6)
+        read_until(proc, GOT, count=2)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGINT)
+        # producers blocked on the full queue see the stop flag and leave: the
+        # first Ctrl-C has been handled (two at once could merge into one signal)
+        read_until(proc, re.compile(r"^Producer \d+ exiting"))
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None or proc.returncode != 130:
+            _kill_session(proc)
+    assert proc.returncode == 130, err
+    data = json.loads(out)
+    assert data["interrupted"] is True
+    assert data["not_consumed"] >= 1  # the items cut short are reported, not pretended done
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == []
