@@ -63,13 +63,20 @@ RECV_WAIT = 0.1  # seconds a consumer blocks in one recv before it looks around
 
 def encode(first: int, deliveries: int, bodies: list[str], budgeted: bool) -> list[bytes]:
     """Pickle a run of items into one or more messages of at most MAX_MESSAGE bytes."""
+    return [data for data, _ in encode_counted(first, deliveries, bodies, budgeted)]
+
+
+def encode_counted(
+    first: int, deliveries: int, bodies: list[str], budgeted: bool
+) -> list[tuple[bytes, int]]:
+    """Like :func:`encode`, with the number of items in each message."""
     data = pickle.dumps((first, deliveries, bodies, budgeted), pickle.HIGHEST_PROTOCOL)
     if len(data) <= MAX_MESSAGE:
-        return [data]
+        return [(data, len(bodies))]
     if len(bodies) == 1:
         raise PcqError(f"item {first} is too large for the local queue ({len(data)} bytes)")
     half = len(bodies) // 2
-    return encode(first, deliveries, bodies[:half], budgeted) + encode(
+    return encode_counted(first, deliveries, bodies[:half], budgeted) + encode_counted(
         first + half, deliveries, bodies[half:], budgeted
     )
 
@@ -186,7 +193,7 @@ class LocalQueue:
         if count == 1:  # the unbatched hot path: no lists, no loops
             item = items[0]
             self.ledger.produced_at[first] = item.produced_at
-            messages = encode(first, item.deliveries, [item.body], self.sem is not None)
+            messages = encode_counted(first, item.deliveries, [item.body], self.sem is not None)
         elif int(items[-1].id) != first + count - 1:  # not one run: send run by run
             by_id = {int(it.id): it for it in items}
             for start, n in runs(sorted(by_id)):
@@ -196,13 +203,13 @@ class LocalQueue:
             stamps = array("d", [item.produced_at for item in items])
             self.ledger.produced_at[first : first + count] = stamps
             bodies = [item.body for item in items]
-            messages = encode(first, items[0].deliveries, bodies, self.sem is not None)
-        for data in messages:
+            messages = encode_counted(first, items[0].deliveries, bodies, self.sem is not None)
+        for data, n in messages:
             if self.sem is not None and not self._acquire():
                 return  # stopping: never put, so never counted as produced
             self.tx.send(data)
-        if self.producer >= 0:
-            self.ledger.put[self.producer] += count
+            if self.producer >= 0:
+                self.ledger.put[self.producer] += n
 
     def _acquire(self) -> bool:
         assert self.sem is not None

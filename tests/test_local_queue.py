@@ -180,3 +180,17 @@ def test_fast_item_construction_equals_the_constructor() -> None:
     assert fast.delivered() == Item("7", "Meatwad", 12.5, 3)
     with pytest.raises(AttributeError):
         fast.body = "Carl"  # type: ignore[misc]  # still frozen
+
+
+def test_split_batch_is_counted_per_message_sent(lq: LocalQueue) -> None:
+    big = [Item(str(i), f"{i:04d}" + "y" * 1000, 1.0) for i in range(100)]  # ~100 KB
+    lq.put(big)
+    assert lq.ledger.put[0] == 100
+    got: list[Item] = []
+    while len(got) < 100:
+        part = lq.get(1.0)
+        assert part, "a message went missing"
+        got.extend(part)
+        for item in part:
+            lq.ack(item)
+    assert [i.id for i in got] == [str(i) for i in range(100)]
