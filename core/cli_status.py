@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import redis
 import typer
+from redis.exceptions import NoPermissionError
 from rich.console import Console as RichConsole
 from rich.console import Group
 from rich.live import Live
@@ -102,16 +103,32 @@ def acked_total(client: redis.Redis, keys: Keys, recent: int = RECENT_RUNS) -> i
         return sum(int(n) for n in pipe.execute())
 
 
-def _acked(status: dict[str, Any]) -> int:
-    return int(status["acked_total"])
+def _acked(status: dict[str, Any]) -> int | None:
+    total = status["acked_total"]
+    return None if total is None else int(total)
+
+
+def _rate(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    first, last = _acked(before), _acked(after)
+    if first is None or last is None or after["at"] <= before["at"]:
+        return None
+    return round(max(0, last - first) / (after["at"] - before["at"]), 1)
 
 
 def collect(client: redis.Redis, settings: RedisSettings, rq_queue: str) -> dict[str, Any]:
     """One snapshot: the list queue (``queue_status``) plus the RQ queue."""
     status = queue_status(settings, client)
     status["at"] = round(time.time(), 3)
-    status["acked_total"] = acked_total(client, Keys(settings.queue))
-    status["rq"] = rq_status(client, rq_queue)
+    # A role-limited ACL user (compose's `consumer`) may not read run ledgers or RQ's
+    # keys: show what it may read rather than fail the whole view.
+    try:
+        status["acked_total"] = acked_total(client, Keys(settings.queue))
+    except NoPermissionError:
+        status["acked_total"] = None
+    try:
+        status["rq"] = rq_status(client, rq_queue)
+    except NoPermissionError:
+        status["rq"] = None
     return status
 
 
@@ -119,8 +136,13 @@ def _settings(queue: str | None, redis_url: str | None) -> RedisSettings:
     return RedisSettings.from_env().with_overrides(url=redis_url, queue=queue)
 
 
-def _render(status: dict[str, Any], rate: float | None, window: float | None) -> Group:
-    head = Table(title=f"pcq status: queue {status['queue']}", title_justify="left", show_header=False)
+def _render(
+    status: dict[str, Any], rate: float | None, window: float | None, command: str = "pcq status"
+) -> Group:
+    when = time.strftime("%H:%M:%S", time.localtime(status["at"]))
+    head = Table(
+        title=f"{command}: queue {status['queue']} at {when}", title_justify="left", show_header=False
+    )
     head.add_column("what")
     head.add_column("value", justify="right")
     head.add_row("queue length", str(status["length"]))
@@ -138,6 +160,8 @@ def _render(status: dict[str, Any], rate: float | None, window: float | None) ->
         age = "-" if c["heartbeat_age"] is None else f"{c['heartbeat_age']:.1f}"
         cons.add_row(c["id"], "yes" if c["alive"] else "NO", age, str(c["in_flight"]))
     rq = status["rq"]
+    if rq is None:
+        return Group(head, cons, "RQ: not readable with these credentials (NOPERM)")
     rqt = Table(title=f"RQ queue {rq['queue']}", title_justify="left", show_header=False)
     rqt.add_column("what")
     rqt.add_column("value", justify="right")
@@ -168,7 +192,7 @@ def status(
         if window > 0:
             time.sleep(window)  # the rate needs a second sample, by definition later
             later = collect(client, settings, rq_queue)
-            rate = round(max(0, _acked(later) - _acked(snap)) / (later["at"] - snap["at"]), 1)
+            rate = _rate(snap, later)
             snap = later
     except redis.RedisError as exc:
         raise explain(exc, settings) from None
@@ -204,8 +228,9 @@ def watch(
         with Live(console=RichConsole(highlight=False), auto_refresh=False) as live:
             while count is None or shown < count:
                 snap = collect(client, settings, rq_queue)
-                rate = rates.add(snap["at"], _acked(snap))
-                live.update(_render(snap, rate, WATCH_WINDOW), refresh=True)
+                acked = _acked(snap)
+                rate = None if acked is None else rates.add(snap["at"], acked)
+                live.update(_render(snap, rate, WATCH_WINDOW, "pcq watch"), refresh=True)
                 shown += 1
                 if count is None or shown < count:
                     time.sleep(interval)

@@ -109,3 +109,22 @@ def test_rate_window() -> None:
         rate = rates.add(float(t), 50 * t)
     assert rate == 50.0
     assert rates.samples[-1][0] - rates.samples[0][0] <= 11  # only the last ~10 s are kept
+
+
+def test_status_with_a_role_limited_user(redis_server: RedisServer, redis_settings: RedisSettings) -> None:
+    """Like compose's `consumer` ACL user: no run ledgers (ZREVRANGE), no RQ keys."""
+    user, secret = f"limited-{redis_settings.queue}", "pw-" + redis_settings.queue
+    rules = ["on", f">{secret}", "resetchannels", "-@all", "+ping", "+client|setname",
+             "+smembers", "+llen", "+scard", "+hgetall", "+get", f"~pcq:{{{redis_settings.queue}}}:*"]
+    with redis_server.client() as admin:
+        admin.acl_setuser(user, reset=True)
+        admin.execute_command("ACL", "SETUSER", user, *rules)
+        try:
+            url = f"redis://{user}:{secret}@127.0.0.1:{redis_server.port}/0"
+            proc = pcq("status", "--json", "--window", "0", "--redis-url", url,
+                       "--queue", redis_settings.queue)
+            assert proc.returncode == 0, proc.stderr
+            snap = json.loads(proc.stdout)
+            assert snap["length"] == 0 and snap["acked_total"] is None and snap["rq"] is None
+        finally:
+            admin.acl_deluser(user)
