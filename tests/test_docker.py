@@ -8,17 +8,23 @@ the set back to three before they return.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
+import subprocess
 import time
 from typing import Any
 
 import pytest
 from fixtures_docker import (
+    COMPOSE_FILE,
     CONSUMERS,
+    REPO,
     STOP_GRACE,
     UP_TIMEOUT,
     ComposeProject,
+    docker_unavailable,
     log_count,
     open_project,
     wait_for_log,
@@ -201,3 +207,66 @@ def test_containers_run_hardened(compose_project: ComposeProject, service: str) 
     assert "no-new-privileges:true" in (host["SecurityOpt"] or [])
     assert host["Init"] is True
     assert not host["PortBindings"]
+
+
+# Static checks of the compose file: they need only the `docker compose` CLI,
+# not a running engine, and catch a knob dropped by a later edit.
+
+
+def compose_config() -> dict[str, Any]:
+    """``docker compose config`` of the repository's file, all profiles, as JSON.
+
+    With the defaults only: no ``.env`` file, no ``PCQ_*`` from the caller.
+    """
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "DOCKER_HOST",
+                                                          "DOCKER_CONFIG")}
+    try:
+        proc = subprocess.run(
+            ["docker", "compose", "-f", str(COMPOSE_FILE), "--env-file", os.devnull,
+             "--profile", "*", "config", "--format", "json"],
+            cwd=COMPOSE_FILE.parent, env=env, capture_output=True, text=True, timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        docker_unavailable("the `docker` command is not on PATH")
+    if proc.returncode != 0:
+        docker_unavailable(f"`docker compose config` failed: {proc.stderr.strip()[-300:]}")
+    config: dict[str, Any] = json.loads(proc.stdout)
+    return config
+
+
+def test_env_example_documents_every_compose_variable() -> None:
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    documented = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (REPO / ".env.example").read_text(),
+                                re.MULTILINE))
+    assert used, "no ${VAR} in docker-compose.yml?"
+    assert sorted(used - documented) == [], "add them to .env.example"
+    assert sorted(documented - used) == [], "stale in .env.example"
+    assert not re.search(r"^version\s*:", COMPOSE_FILE.read_text(), re.MULTILINE)
+
+
+def test_compose_file_keeps_its_guarantees() -> None:
+    config = compose_config()
+    services = config["services"]
+    assert "version" not in config
+    backend = config["networks"]["backend"]
+    assert backend.get("internal") is True
+    assert backend["driver_opts"]["com.docker.network.bridge.inhibit_ipv4"] == "true"
+    assert not services["redis"].get("ports"), "Redis must not publish its port"
+    assert services["redis"]["networks"].keys() == {"backend"}
+    consumer = services["consumer"]
+    # Scalable: nothing that two replicas could not share.
+    assert not consumer.get("container_name") and not consumer.get("ports")
+    assert consumer["healthcheck"]["test"][-2:] == ["consume", "--check"]
+    assert consumer["scale"] == 3
+    for name in ("producer", "consumer", "redis"):
+        service = services[name]
+        assert service["init"] is True and service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["user"] not in ("", "0", "root") and not service["user"].startswith("0:")
+    assert services["producer"]["depends_on"]["consumer"]["condition"] == "service_healthy"
+    # The grace period covers one batch of the slowest handler, with a margin.
+    grace = float(consumer["stop_grace_period"].rstrip("s"))
+    env = consumer["environment"]
+    assert grace > 2 * int(env["PCQ_BATCH"]) * float(env["PCQ_MAX_DELAY"])
