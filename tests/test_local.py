@@ -92,7 +92,7 @@ def test_queue_size_is_backpressure() -> None:
     more is in the consumer's hands: at least 20 - 2 - 1 - 1 "got" lines were
     printed before "Producer ... exiting". Unbounded, it finishes at once.
     """
-    common = ("--items", "20", "--producers", "1", "--consumers", "1", "--max-delay", "0.04")
+    common = ("--items", "20", "--producers", "1", "--consumers", "1", "--max-delay", "0.08")
     bounded = run_local_cli(*common, "--queue-size", "2", "--seed", "3")
     assert bounded.code == 0, bounded.stderr
     assert _got_before_producer_exit(bounded.stdout) >= 16
