@@ -58,6 +58,7 @@ SNDBUF = 1 << 20  # a deeper buffer means fewer producer wake-ups (capped by wme
 # Plain ints: or-ing the enum members costs more than the recv itself.
 _NOWAIT = int(socket.MSG_DONTWAIT)
 _TRUNC = int(socket.MSG_TRUNC)  # recv returns the real length of a longer message
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 RECV_WAIT = 0.1  # seconds a consumer blocks in one recv before it looks around
 
 
@@ -116,6 +117,7 @@ class LocalQueue:
         # and release, and an over-release must not crash anyone.
         self.sem = ctx.Semaphore(queue_size) if queue_size else None
         self.queue_size = queue_size
+        self._budgeted = self.sem is not None  # do consumers owe the semaphore a release?
         self.tx, self.rx = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.ev_tx, self.ev_rx = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for sock in (self.tx, self.ev_tx):
@@ -187,24 +189,31 @@ class LocalQueue:
     def put(self, items: Sequence[Item]) -> None:
         """Send ``items`` (one message, or several if too large); blocks when full."""
         count = len(items)
-        if not count:
-            return
-        first = int(items[0].id)
         if count == 1:  # the unbatched hot path: no lists, no loops
             item = items[0]
+            first = int(item.id)
             self.ledger.produced_at[first] = item.produced_at
-            messages = encode_counted(first, item.deliveries, [item.body], self.sem is not None)
-        elif int(items[-1].id) != first + count - 1:  # not one run: send run by run
+            data = pickle.dumps((first, item.deliveries, [item.body], self._budgeted), _PROTOCOL)
+            if len(data) <= MAX_MESSAGE and self.sem is None:
+                self.tx.send(data)
+                if self.producer >= 0:
+                    self.ledger.put[self.producer] += 1
+                return
+        if count:
+            self._put_many(items)
+
+    def _put_many(self, items: Sequence[Item]) -> None:
+        count = len(items)
+        first = int(items[0].id)
+        if int(items[-1].id) != first + count - 1:  # not one run: send run by run
             by_id = {int(it.id): it for it in items}
             for start, n in runs(sorted(by_id)):
-                self.put([by_id[i] for i in range(start, start + n)])
+                self._put_many([by_id[i] for i in range(start, start + n)])
             return
-        else:
-            stamps = array("d", [item.produced_at for item in items])
-            self.ledger.produced_at[first : first + count] = stamps
-            bodies = [item.body for item in items]
-            messages = encode_counted(first, items[0].deliveries, bodies, self.sem is not None)
-        for data, n in messages:
+        stamps = array("d", [item.produced_at for item in items])
+        self.ledger.produced_at[first : first + count] = stamps
+        bodies = [item.body for item in items]
+        for data, n in encode_counted(first, items[0].deliveries, bodies, self._budgeted):
             if self.sem is not None and not self._acquire():
                 return  # stopping: never put, so never counted as produced
             self.tx.send(data)
@@ -228,17 +237,13 @@ class LocalQueue:
         ``timeout`` is honoured in steps of RECV_WAIT (the socket's receive
         timeout): a ``get`` may wait up to one step longer than asked.
         """
-        if not self._buf:
-            raise RuntimeError("attach_consumer() first")
-        for _ in range(max(1, math.ceil(timeout / RECV_WAIT))):
-            try:
-                n = self.rx.recv_into(self._buf, MAX_MESSAGE + 1, _TRUNC)
-                break
-            except BlockingIOError:  # SO_RCVTIMEO elapsed: nothing for us yet
-                if self.orphaned():
-                    return None
-        else:
-            return []
+        try:
+            n = self.rx.recv_into(self._buf, MAX_MESSAGE + 1, _TRUNC)
+        except BlockingIOError:  # SO_RCVTIMEO elapsed: nothing for us yet
+            waited = self._wait(timeout)
+            if waited is None or waited < 0:
+                return None if waited is None else []
+            n = waited
         if n > MAX_MESSAGE:
             raise PcqError(f"oversized local message ({n} bytes)")
         if n == 1 and self._buf[0] == SENTINEL[0]:
@@ -257,9 +262,27 @@ class LocalQueue:
             self.sem.release()  # type: ignore[union-attr]
             view[base + 3] = 0
         stamps = self.ledger.produced_at
+        if len(bodies) == 1:
+            return [make_item(str(first), bodies[0], stamps[first], d)]
         return [
             make_item(str(first + k), body, stamps[first + k], d) for k, body in enumerate(bodies)
         ]
+
+    def _wait(self, timeout: float) -> int | None:
+        """Keep receiving for about ``timeout`` seconds (already waited one RECV_WAIT).
+
+        Returns the message length, -1 on timeout, None if we were orphaned.
+        """
+        if not self._buf:
+            raise RuntimeError("attach_consumer() first")
+        for _ in range(math.ceil(timeout / RECV_WAIT) - 1):
+            if self.orphaned():
+                return None
+            try:
+                return self.rx.recv_into(self._buf, MAX_MESSAGE + 1, _TRUNC)
+            except BlockingIOError:
+                continue
+        return None if self.orphaned() else -1
 
     def _settle(self, count: int) -> None:
         self._left -= count
