@@ -72,6 +72,10 @@ def compare(
     """Run one workload through each transport and report throughput, latency and fairness."""
     cfg = _config(items, payload_bytes, work, consumers, transports, batch, repeat, docker,
                   redis_url, rq_worker, timeout)
+    try:  # fail now, not after minutes of measuring
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageProblem(f"--out {out}: {exc.strerror or exc}") from None
     err = RichConsole(file=sys.stderr)
     columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     interrupted = False

@@ -116,6 +116,14 @@ def test_without_redis_runs_local_only(tmp_path: Path) -> None:
     assert {s["transport"] for s in data["skipped"]} == {"redis", "rq"}
 
 
+def test_unusable_out_dir_one_line_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = pcq("compare", "--transports", "local", "--out", str(blocker / "sub"))
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--out" in proc.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [
