@@ -199,4 +199,4 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert not _port_open(port), "the throwaway redis-server survived Ctrl-C"
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], f"left behind: {alive}"
-    assert not (tmp_path / "rep").exists()
+    assert not (tmp_path / "rep" / "results.json").exists()

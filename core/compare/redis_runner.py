@@ -174,7 +174,8 @@ def run_redis_compare(
             t0 = time.perf_counter()
             producer = _Producer(queue, workload, halt)
             producer.start()
-            tally = _follow(poll, keys, run, producer, progress, timeout)
+            procs = [p for p, _ in started]
+            tally = _follow(poll, keys, run, producer, progress, timeout, procs)
             producer.join()
             if producer.error is not None:
                 raise producer.error
@@ -207,11 +208,15 @@ def run_redis_compare(
 
 
 def _follow(
-    client: redis.Redis, keys: Keys, run: str, producer: _Producer, progress: Progress, timeout: float
+    client: redis.Redis, keys: Keys, run: str, producer: _Producer, progress: Progress,
+    timeout: float, consumers: list[BaseProcess],
 ) -> dict[str, Any]:
-    """Poll the run's tally until every item is accounted for (or ``timeout``)."""
+    """Poll the run's tally until every item is accounted for (or ``timeout``, or no consumer left)."""
     deadline = time.monotonic() + timeout
     while True:
+        # Look at the consumers *before* the tally: one that exits after draining
+        # everything has written its acknowledgements by then.
+        gone = all(p.exitcode is not None for p in consumers)
         tally = read_tally(client, keys, run)
         progress(tally["consumed"])
         settled = tally["consumed"] + tally["dead_letters"]
@@ -220,7 +225,7 @@ def _follow(
         if not producer.is_alive() and settled >= tally["produced"]:
             tally["complete"] = True
             return tally
-        if time.monotonic() > deadline:
+        if gone or time.monotonic() > deadline:
             tally["complete"] = False
             return tally
         time.sleep(0.05)

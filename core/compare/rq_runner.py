@@ -204,7 +204,8 @@ def run_rq_compare(
         with RssSampler(workers.pids, every=0.1, children=True) as rss:
             t0 = time.perf_counter()
             _enqueue(queue, workload, tag, int(max(60, workload.work.ms / 1000 * 10)))
-            complete = _follow(client, handled_key, failed, workload.items, progress, timeout)
+            complete = _follow(client, handled_key, failed, workload.items, progress, timeout,
+                               lambda: all(p.poll() is not None for p in workers.procs))
             wall = time.perf_counter() - t0
         workers.stop()
         raw = client.hgetall(handled_key)
@@ -232,10 +233,13 @@ def _pair(text: str) -> tuple[float, float]:
 
 
 def _follow(
-    client: redis.Redis, handled: str, failed: str, items: int, progress: Progress, timeout: float
+    client: redis.Redis, handled: str, failed: str, items: int, progress: Progress, timeout: float,
+    all_gone: Callable[[], bool],
 ) -> bool:
+    """Poll until every job is handled or failed; False on timeout or once no worker is left."""
     deadline = time.monotonic() + timeout
     while True:
+        gone = all_gone()  # before the count: see redis_runner._follow
         with client.pipeline(transaction=False) as pipe:
             pipe.hlen(handled)
             pipe.zcard(failed)
@@ -243,6 +247,6 @@ def _follow(
         progress(int(done))
         if done + dead >= items:
             return True
-        if time.monotonic() > deadline:
+        if gone or time.monotonic() > deadline:
             return False
         time.sleep(0.05)
