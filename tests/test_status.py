@@ -128,3 +128,30 @@ def test_status_with_a_role_limited_user(redis_server: RedisServer, redis_settin
             assert snap["length"] == 0 and snap["acked_total"] is None and snap["rq"] is None
         finally:
             admin.acl_deluser(user)
+
+
+def test_rate_counts_acknowledged_items(redis_settings: RedisSettings) -> None:
+    """items/s comes from the runs' ledgers: acknowledging 5 items between two samples counts 5."""
+    from core.cli_status import _rate, collect
+
+    settings = RedisSettings(url=redis_settings.url, queue=redis_settings.queue, batch=5)
+    client, worker = connect(settings), connect(settings)
+    consumer = RedisQueue(worker, settings, consumer="rate:1")
+    try:
+        producer = RedisQueue(client, settings)
+        run = producer.open_run()
+        producer.put([Item(f"{run}:{n}", f"n{n}", time.time()) for n in range(5)])
+        held = consumer.get(0.5)
+        assert held is not None and len(held) == 5
+        before = collect(client, settings, "none")
+        for item in held:
+            consumer.ack(item)
+        consumer.flush()
+        after = collect(client, settings, "none")
+        assert after["acked_total"] - before["acked_total"] == 5
+        rate = _rate(before, after)
+        assert rate is not None and rate > 0
+    finally:
+        consumer.close()
+        client.close()
+        worker.close()
