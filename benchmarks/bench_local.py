@@ -9,7 +9,7 @@ clock covers the whole thing (process start to last join) on both sides.
 * pcq: :func:`core.local.run_local` (``--quiet``, ``--max-delay 0``), which also
   keeps the exactly-once ledger, records claims and survives ``kill -9``.
 
-Usage: ``python benchmarks/bench_local.py [--items N] [--batched-items N] [--repeat R]``.
+Usage: ``python benchmarks/bench_local.py [--items N] [--batched-items N] [--pairs P]``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import io
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -94,19 +95,15 @@ def pcq_run(n: int, consumers: int, batch: int) -> float:
 class Row:
     label: str
     items: int
-    raw: float  # items/s
-    pcq: float  # items/s
-    raw_cpu: float  # child CPU microseconds per item (load-independent cost)
+    raw: float  # median items/s
+    pcq: float  # median items/s
+    ratio: float  # median of the per-pair ratios pcq/raw
+    raw_cpu: float  # least CPU microseconds per item, every process counted
     pcq_cpu: float
     target: float  # minimum pcq/raw ratio
 
-    @property
-    def ratio(self) -> float:
-        """pcq items/s over raw items/s."""
-        return self.pcq / self.raw
 
-
-def _children_cpu() -> float:
+def _cpu_seconds() -> float:
     """CPU seconds used so far by this process and its reaped children."""
     total = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
@@ -115,17 +112,36 @@ def _children_cpu() -> float:
     return total
 
 
-def best(
-    fn: Callable[[int, int, int], float], n: int, consumers: int, batch: int, repeat: int
+def _timed(
+    fn: Callable[[int, int, int], float], n: int, consumers: int, batch: int
 ) -> tuple[float, float]:
-    """Best items/s of ``repeat`` runs (the machine is shared: best is least noisy),
-    and the least CPU time per item all processes used (microseconds)."""
-    rates, cpus = [], []
-    for _ in range(repeat):
-        cpu = _children_cpu()
-        rates.append(n / fn(n, consumers, batch))
-        cpus.append((_children_cpu() - cpu) * 1e6 / n)
-    return max(rates), min(cpus)
+    """Items/s of one run, and CPU microseconds per item of every process."""
+    cpu = _cpu_seconds()
+    rate = n / fn(n, consumers, batch)
+    return rate, (_cpu_seconds() - cpu) * 1e6 / n
+
+
+def measure(n: int, consumers: int, batch: int, pairs: int, target: float) -> Row:
+    """Run raw and pcq back to back ``pairs`` times, alternating which goes first.
+
+    The machine is shared and its load drifts: a ratio taken within one pair
+    (seconds apart) is far steadier than two bests taken minutes apart.
+    """
+    raws, ours, ratios, raw_cpu, pcq_cpu = [], [], [], [], []
+    for k in range(pairs):
+        order = (raw_run, pcq_run) if k % 2 == 0 else (pcq_run, raw_run)
+        got = {fn: _timed(fn, n, consumers, batch) for fn in order}
+        (r, rc), (p, pc) = got[raw_run], got[pcq_run]
+        raws.append(r)
+        ours.append(p)
+        ratios.append(p / r)
+        raw_cpu.append(rc)
+        pcq_cpu.append(pc)
+    label = f"1 -> {consumers}, batch {batch}"
+    return Row(
+        label, n, statistics.median(raws), statistics.median(ours), statistics.median(ratios),
+        min(raw_cpu), min(pcq_cpu), target,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,17 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=300_000, help="items, unbatched runs")
     parser.add_argument("--batched-items", type=int, default=3_000_000, help="items, batched")
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5, help="raw/pcq run pairs per shape")
     args = parser.parse_args(argv)
     rows = []
     for consumers in (1, 4):
         for batch, n, target in ((1, args.items, 1.0), (args.batch, args.batched_items, 0.7)):
-            raw, raw_cpu = best(raw_run, n, consumers, batch, args.repeat)
-            ours, pcq_cpu = best(pcq_run, n, consumers, batch, args.repeat)
-            label = f"1 -> {consumers}, batch {batch}"
-            rows.append(Row(label, n, raw, ours, raw_cpu, pcq_cpu, target))
-            print(f"{label}: raw {raw:,.0f}/s, pcq {ours:,.0f}/s", file=sys.stderr)
-    table = Table(title="pcq local vs raw multiprocessing.Queue (best of runs)")
+            row = measure(n, consumers, batch, args.pairs, target)
+            rows.append(row)
+            print(f"{row.label}: raw {row.raw:,.0f}/s, pcq {row.pcq:,.0f}/s", file=sys.stderr)
+    table = Table(title=f"pcq local vs raw multiprocessing.Queue (medians of {args.pairs} pairs)")
     columns = (
         "producer -> consumers", "items", "raw items/s", "pcq items/s", "pcq / raw", "target",
         "met", "raw CPU us/item", "pcq CPU us/item",
