@@ -203,7 +203,8 @@ def local(
         raise PcqError(result.failure)
     if result.interrupted:
         print(
-            f"pcq: interrupted: {result.lost} item(s) produced but not consumed, "
+            f"pcq: interrupted ({result.stopped_by}): {result.lost} item(s) produced but "
+            "not consumed, "
             f"{result.not_produced} never produced",
             file=sys.stderr,
         )

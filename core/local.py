@@ -281,27 +281,28 @@ def run_local(cfg: LocalConfig, launcher: type[Launcher] | None = None) -> Local
         queue, plan, (launcher or Launcher)(ctx, queue, plan, console, cfg), console,
         consumers=consumers, max_restarts=max_restarts, grace=cfg.max_delay + 5.0,
     )
-    previous = _install_sigint(sup.interrupt)
+    previous = _install_stop_handlers(sup.interrupt)
     try:
         result = sup.run()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         queue.close()
     console.parent_exiting()
     return result.finish(start_method=cfg.start_method, batch=cfg.batch, queue_size=cfg.queue_size)
 
 
-def _install_sigint(callback: Callable[[], None]) -> signal.Handlers | Callable | int | None:
+def _install_stop_handlers(callback: Callable[[int], None]) -> dict[int, Any]:
+    """Ctrl-C and SIGTERM (``kill PID``) both mean: stop cleanly. Returns the old handlers."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None  # signal handlers can only be set from the main thread
+        return {}  # signal handlers can only be set from the main thread
 
-    def on_sigint(signum: int, frame: object) -> None:
-        callback()
+    def on_signal(signum: int, frame: object) -> None:
+        callback(signum)
 
-    return signal.signal(signal.SIGINT, on_sigint)
+    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def stop_helpers() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
@@ -41,6 +42,7 @@ class LocalResult:
     missing: list[str] = field(default_factory=list)  # ids not consumed (first 100)
     replacements: int = 0
     interrupted: bool = False
+    stopped_by: str | None = None  # the signal that interrupted the run
     failure: str | None = None
     start_method: str = ""
     batch: int = 1
@@ -63,9 +65,10 @@ class LocalResult:
 
     @property
     def exit_code(self) -> int:
-        """130 after Ctrl-C; 1 on a failure or anything unaccounted for; else 0."""
+        """128 + the signal after an interruption (Ctrl-C: 130, SIGTERM: 143); 1 on a
+        failure or anything unaccounted for; else 0."""
         if self.interrupted:
-            return 130
+            return 128 + signal.Signals[self.stopped_by or "SIGINT"].value
         if self.failure or self.lost or self.not_produced:
             return 1
         return 0

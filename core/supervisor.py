@@ -61,14 +61,17 @@ class Supervisor:
         self.dead: dict[int, DeadLetter] = {}
         self.redelivered = self.retried = self.adopted = self.restarts = 0
         self.interrupts = 0
+        self.stop_signal: int | None = None  # what asked us to stop (SIGINT, SIGTERM)
         self.failure: str | None = None
         self.cursor = 0  # every item below this index is done
         self.quiet_since: float | None = None
         self.sem_watch: tuple[float, int] | None = None
 
-    def interrupt(self) -> None:
-        """Ctrl-C (signal handler): ask everyone to stop; twice means now."""
+    def interrupt(self, signum: int = signal.SIGINT) -> None:
+        """Ctrl-C or SIGTERM (signal handler): ask everyone to stop; twice means now."""
         self.interrupts += 1
+        if self.stop_signal is None:
+            self.stop_signal = signum
         self.ledger.flags[0] = 1
 
     # ------------------------------------------------------------------ run
@@ -322,6 +325,7 @@ class Supervisor:
             missing=missing[:100],
             replacements=self.restarts,
             interrupted=bool(self.interrupts),
+            stopped_by=signal.Signals(self.stop_signal).name if self.stop_signal else None,
             failure=self.failure,
         )
 

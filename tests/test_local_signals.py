@@ -94,13 +94,13 @@ def test_ctrl_c_stops_reports_and_leaves_no_process(method: str) -> None:
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     data = json.loads(out)
-    assert data["interrupted"] is True
+    assert data["interrupted"] is True and data["stopped_by"] == "SIGINT"
     assert data["not_consumed"] == data["produced"] - data["consumed"] - len(data["dead_letters"])
     assert data["not_produced"] == 400 - data["produced"] > 0
     # every item a consumer announced ("got") was finished, none was cut short
     started_items = [line for line in err.splitlines() if GOT.match(line)]
     assert data["consumed"] == len(started_items) >= 2
-    summary = r"^pcq: interrupted: \d+ item\(s\) produced but not consumed"
+    summary = r"^pcq: interrupted \(SIGINT\): \d+ item\(s\) produced but not consumed"
     assert re.search(summary, err, re.MULTILINE)
     # every child (and multiprocessing's helpers) is gone, not left as orphan or zombie
     _, alive = psutil.wait_procs(family, timeout=10)
@@ -165,5 +165,28 @@ def test_second_ctrl_c_does_not_wait_for_slow_handlers() -> None:
     data = json.loads(out)
     assert data["interrupted"] is True
     assert data["not_consumed"] >= 1  # the items cut short are reported, not pretended done
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == []
+
+
+def test_sigterm_to_the_parent_stops_cleanly_too() -> None:
+    """`kill PID` (SIGTERM) of pcq itself: the same clean stop, exit 128 + 15."""
+    proc = start_local_cli(
+        "--items", "400", "--max-delay", "0.2", "--queue-size", "4", "--json", new_session=True
+    )
+    try:
+        read_until(proc, STARTED, count=6)
+        read_until(proc, GOT, count=2)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None or proc.returncode != 143:
+            _kill_session(proc)
+    assert proc.returncode == 143, err
+    data = json.loads(out)
+    assert data["interrupted"] is True and data["stopped_by"] == "SIGTERM"
+    assert data["lost"] == data["not_consumed"]
+    assert "pcq: interrupted (SIGTERM)" in err
     _, alive = psutil.wait_procs(family, timeout=10)
     assert alive == []
