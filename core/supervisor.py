@@ -309,6 +309,14 @@ class Supervisor:
         self.producers.clear()
         self.consumers.clear()
 
+    def _per_consumer(self, counts: Counter[int]) -> dict[int, int]:
+        """Items handled per consumer pid, every consumer ever started (a pid the
+        system reused for a replacement adds up)."""
+        out: dict[int, int] = {}
+        for serial, pid in self.pids.items():
+            out[pid] = out.get(pid, 0) + counts.get(serial + 1, 0)
+        return out
+
     def _result(self, seconds: float) -> LocalResult:
         counts = Counter(self.ledger.done[: self.total].tolist())
         missing = [str(i) for i in range(self.cursor, self.total) if self.ledger.done[i] == 0]
@@ -319,7 +327,7 @@ class Supervisor:
             duplicates=sum(self.ledger.dups[: len(self.pids)].tolist()),
             redelivered=self.redelivered,
             retried=self.retried,
-            per_consumer={pid: counts.get(serial + 1, 0) for serial, pid in self.pids.items()},
+            per_consumer=self._per_consumer(counts),
             seconds=seconds,
             dead_letters=sorted(self.dead.values(), key=lambda d: int(d.id)),
             missing=missing[:100],
