@@ -24,6 +24,7 @@ dead-letters such a payload at once and keeps going.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import json.scanner
 import math
@@ -38,6 +39,8 @@ SCHEMA_VERSION = 1
 _KEYS = frozenset({"v", "id", "run", "body", "produced_at", "deliveries"})
 _RUN_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _ID_RE = re.compile(r"^([A-Za-z0-9_\-]{1,64}):[0-9]{1,18}$")
+# A dead letter keeps at most this much of its payload (the default payload cap).
+DEAD_KEEP_BYTES = 64 * 1024
 _dumps_str = json.JSONEncoder(ensure_ascii=False).encode  # the fast C encoder for one str
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 _GOOD_RUNS: set[str] = set()
@@ -163,16 +166,25 @@ def _run_ok(run: str) -> bool:
     return True
 
 
-def dead_record(raw: bytes, reason: str, consumer: str, at: float, **extra: Any) -> str:
+def dead_record(
+    raw: bytes, reason: str, consumer: str, at: float, *, keep: int = DEAD_KEEP_BYTES, **extra: Any
+) -> str:
     """Return the JSON dead-letter record for ``raw``.
 
     The payload is kept as text when it is valid UTF-8, else base64 in
-    ``payload_b64``, so a record is always valid JSON and nothing is dropped.
+    ``payload_b64``, so a record is always valid JSON. At most ``keep`` bytes
+    of it are kept: whoever can write to the queue must not be able to fill
+    Redis twice over with oversize junk that lands here. A cut payload says so
+    (``truncated``) and keeps its full size and SHA-256 to identify it.
     """
     record: dict[str, Any] = {"reason": reason, "consumer": consumer, "at": round(at, 3)}
+    kept = raw[:keep]
+    if len(raw) > keep:
+        record.update(truncated=True, payload_bytes=len(raw),
+                      payload_sha256=hashlib.sha256(raw).hexdigest())  # fmt: skip
     try:
-        record["payload"] = raw.decode("utf-8")
+        record["payload"] = kept.decode("utf-8")
     except UnicodeDecodeError:
-        record["payload_b64"] = base64.b64encode(raw).decode("ascii")
+        record["payload_b64"] = base64.b64encode(kept).decode("ascii")
     record.update(extra)
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))

@@ -333,7 +333,7 @@ class RedisQueue(ProducerSide):
             ]
         return items
 
-    def _dead_letter(self, raw: bytes, reason: str, item_id: str, kind: str, **extra: object) -> None:
+    def _dead_letter(self, raw: bytes, reason: str, item_id: str, kind: str, **extra: Any) -> None:
         k = self.keys
         record = dead_record(raw, reason, self.consumer, time.time(), id=item_id or None, **extra)
         keys = [k.processing(self.consumer), k.dead, k.stats, k.deliveries, k.errors]

@@ -151,3 +151,11 @@ def test_redact_url() -> None:
     assert redact_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
     assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_dead_record_keeps_a_bounded_prefix_of_a_huge_payload() -> None:
+    raw = b"x" * (200 * 1024)
+    record = json.loads(dead_record(raw, "too large", "h:1", 0.0, keep=1024))
+    assert record["payload"] == "x" * 1024 and record["truncated"] is True
+    assert record["payload_bytes"] == len(raw) and len(record["payload_sha256"]) == 64
+    assert "truncated" not in json.loads(dead_record(b"small", "r", "h:1", 0.0, keep=1024))
