@@ -64,7 +64,8 @@ def test_sigkill_from_outside_mid_item_loses_nothing() -> None:
 
 def test_kill_hook_consumer_dies_mid_item() -> None:
     run = run_local_cli(
-        "--items", "30", "--consumers", "2", "--max-delay", "0.01", "--kill-consumer-after",
+        # one consumer: it must take the first item, and dies in the middle of it
+        "--items", "30", "--consumers", "1", "--max-delay", "0.01", "--kill-consumer-after",
         "1", "--quiet", "--json",
     )
     assert run.code == 0, run.stderr

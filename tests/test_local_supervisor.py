@@ -65,17 +65,25 @@ def test_a_leaked_queue_slot_does_not_stall_producers_for_good() -> None:
     assert result.redelivered == 3
 
 
-def _die_holding_the_console_lock(console: Any) -> None:
+def _die_holding_the_console_lock(console: Any, locked: Any) -> None:
     console.lock.acquire()
+    locked.set()
     os.kill(os.getpid(), signal.SIGKILL)
 
 
 class LockHoldingLauncher(Launcher):
-    """Consumer serial 0 dies (SIGKILL) while it holds the console lock."""
+    """Consumer serial 0 dies (SIGKILL) while it holds the console lock; the others
+    start only after it took the lock (else they might finish before it dies)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.locked = self.ctx.Event()
 
     def consumer(self, slot: int, serial: int) -> BaseProcess:
         if serial == 0:
-            return self._start(_die_holding_the_console_lock, (self.console,), "pcq-locker")
+            args = (self.console, self.locked)
+            return self._start(_die_holding_the_console_lock, args, "pcq-locker")
+        assert self.locked.wait(10.0)
         return super().consumer(slot, serial)
 
 
