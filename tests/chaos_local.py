@@ -90,7 +90,8 @@ class Sampler(threading.Thread):
         import psutil
 
         size = self.queue.queue_size or 0
-        while not self.halt.wait(self.period):
+        # Sample before the first wait too: a CI-size run can end within one period.
+        while True:
             if self.queue.sem is not None:
                 depth = size - self.queue.sem.get_value()  # type: ignore[attr-defined]
                 self.peak["queue_messages"] = max(self.peak["queue_messages"], depth)
@@ -101,6 +102,8 @@ class Sampler(threading.Thread):
                     continue
                 self.peak["consumer_rss_mb"] = max(self.peak["consumer_rss_mb"], round(rss, 1))
             self.peak["samples"] += 1
+            if self.halt.wait(self.period):
+                return
 
     def finish(self) -> None:
         self.halt.set()
