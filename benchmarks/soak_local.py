@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from ledger import Ledger  # the tests' ledger
+from soak_common import ledger_problems, rss_problems, run_and_report
 
 DRIVER = Path(__file__).resolve().parent.parent / "tests" / "chaos_local.py"
 
@@ -70,14 +70,10 @@ def verdict(result: dict[str, Any]) -> list[str]:
     problems = []
     if result["exit_code"] != 0:
         problems.append(f"exit code {result['exit_code']}")
-    if result["produced"] != result["items"]:
-        problems.append(f"produced {result['produced']} of {result['items']}")
-    if result["lost"] or result["unexpected"] or result["duplicated"]:
-        problems.append(f"ledger: {result['ledger']}")
+    problems += ledger_problems(result)
     if result["queue_peak_messages"] > result["queue_size"]:
         problems.append(f"queue reached {result['queue_peak_messages']} > {result['queue_size']}")
-    if result["consumer_rss_mb_peak"] > result["rss_cap_mb"]:
-        problems.append(f"consumer RSS {result['consumer_rss_mb_peak']} MB > {result['rss_cap_mb']}")
+    problems += rss_problems(result)
     if not result["samples"]:
         problems.append("no sample was taken")
     return problems
@@ -94,20 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=float, default=0.1)
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="pcq-soak-") as tmp:
-        result = soak(args, Path(tmp))
-    problems = verdict(result)
-    result["passed"] = not problems
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>22}: {value}")
-        for line in problems:
-            print(f"FAILED: {line}")
-    return 0 if not problems else 1
-
+    return run_and_report(ap.parse_args(argv), soak, verdict, width=22)
 
 if __name__ == "__main__":
     sys.exit(main())

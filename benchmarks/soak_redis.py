@@ -25,57 +25,22 @@ Exit status 0 iff every check passed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fixtures_reliability import Crew  # the tests' process helpers
+from fixtures_reliability import Crew, OwnRedis  # the tests' process and server helpers
+from soak_common import ledger_problems, rss_problems, run_and_report
 
 from core.config import RedisSettings
 from core.tally import read_tally
-
-REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(workdir: Path, password: str) -> tuple[subprocess.Popen[bytes], int]:
-    """A redis-server with AOF everysec on a free port; returns once it answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [REDIS_BIN, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
-         "--dir", str(workdir), "--appendonly", "yes", "--appendfsync", "everysec",
-         "--save", "", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )
-    client = redis.Redis(port=port, password=password)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.ping()
-            client.close()
-            return proc, port
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("redis-server did not start") from None
-            time.sleep(0.05)
 
 
 def rss_mb(pid: int) -> float:
@@ -87,11 +52,10 @@ def rss_mb(pid: int) -> float:
 
 def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Run one soak; return its figures."""
-    password = secrets.token_hex(12)
-    server, port = start_redis(workdir, password)
+    server = OwnRedis(workdir / "redis", fsync="everysec", password=secrets.token_hex(12))
+    server.start()
     try:
-        url = f"redis://:{password}@127.0.0.1:{port}/0"
-        settings = RedisSettings(url=url, queue="soak", batch=args.batch,
+        settings = RedisSettings(url=server.url, queue="soak", batch=args.batch,
                                  high_water=args.high_water)
         crew = Crew(workdir, settings)
         consumers = [crew.consumer(drain=True) for _ in range(args.consumers)]
@@ -99,7 +63,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         producer = crew.producer(args.items)
         peak = {"queue": 0, "redis_mb": 0.0, "rss_mb": 0.0, "producer_rss_mb": 0.0}
         samples = 0
-        with redis.Redis(port=port, password=password) as client:
+        with server.client() as client:
             while any(p.poll() is None for p in consumers):
                 if time.monotonic() - started > args.timeout:
                     crew.kill_everything()
@@ -117,8 +81,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         codes = crew.wait_all([producer, *consumers], 60)
         report = crew.ledger.report()
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
     return {
         "transport": "redis", "items": args.items, "consumers": args.consumers,
         "batch": args.batch, "seconds": round(seconds, 2),
@@ -137,17 +100,12 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def verdict(result: dict[str, Any]) -> list[str]:
     """Every failed check, as a line (empty: passed)."""
-    problems = []
-    if result["produced"] != result["items"]:
-        problems.append(f"produced {result['produced']} of {result['items']}")
-    if result["lost"] or result["unexpected"] or result["duplicated"]:
-        problems.append(f"ledger: {result['ledger']}")
+    problems = ledger_problems(result)
     if result["queue_peak"] > result["high_water"]:
         problems.append(f"queue reached {result['queue_peak']} > high-water {result['high_water']}")
     if result["redis_used_mb_peak"] > result["redis_cap_mb"]:
         problems.append(f"redis used {result['redis_used_mb_peak']} MB > {result['redis_cap_mb']}")
-    if result["consumer_rss_mb_peak"] > result["rss_cap_mb"]:
-        problems.append(f"consumer RSS {result['consumer_rss_mb_peak']} MB > {result['rss_cap_mb']}")
+    problems += rss_problems(result)
     if any(result["exit_codes"]):
         problems.append(f"exit codes {result['exit_codes']}")
     return problems
@@ -164,20 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=float, default=0.25)
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="pcq-soak-") as tmp:
-        result = soak(args, Path(tmp))
-    problems = verdict(result)
-    result["passed"] = not problems
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>24}: {value}")
-        for line in problems:
-            print(f"FAILED: {line}")
-    return 0 if not problems else 1
-
+    return run_and_report(ap.parse_args(argv), soak, verdict, width=24)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis
@@ -29,6 +30,7 @@ from core.config import RedisSettings
 REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
 START_TIMEOUT = 15.0
+S = TypeVar("S", bound="RedisServer")
 
 
 def free_port() -> int:
@@ -40,6 +42,8 @@ def free_port() -> int:
 
 class RedisServer:
     """A redis-server process we own: start, SIGKILL, restart on the same port/dir."""
+
+    fsync = "always"  # an acknowledged write is on disk (subclasses may relax it)
 
     def __init__(self, workdir: Path, password: str = PASSWORD) -> None:
         self.dir = workdir
@@ -66,10 +70,9 @@ class RedisServer:
         assert self.proc is None, "already running"
         self.dir.mkdir(parents=True, exist_ok=True)
         args = [
-            REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--requirepass", self.password, "--dir", str(self.dir),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-            "--daemonize", "no", "--loglevel", "warning",
+            REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", *self._auth_args(),
+            "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", self.fsync,
+            "--save", "", "--daemonize", "no", "--loglevel", "warning",
         ]  # fmt: skip
         self._log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - closed in _reap
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
@@ -85,7 +88,11 @@ class RedisServer:
                     log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
                     self._reap()
                     raise RuntimeError(f"redis-server did not start:\n{log}")
-                time.sleep(0.05)
+                time.sleep(0.02)
+
+    def _auth_args(self) -> list[str]:
+        """How the server checks clients (a subclass may use an ACL file instead)."""
+        return ["--requirepass", self.password]
 
     def kill(self) -> None:
         """SIGKILL the server (no shutdown, no final fsync)."""
@@ -122,28 +129,26 @@ def _need_redis() -> None:
         pytest.skip(f"{REDIS_BIN} not found (scripts/test installs the redis-server package)")
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One real redis-server for the whole session."""
+def serving(server: S) -> Iterator[S]:
+    """Fixture body: skip without redis-server, else start ``server``, yield it, stop it."""
     _need_redis()
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole session."""
+    yield from serving(RedisServer(tmp_path_factory.mktemp("redis")))
 
 
 @pytest.fixture
 def fresh_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own (it may kill and restart it)."""
-    _need_redis()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(RedisServer(tmp_path / "redis"))
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import redis
-from fixtures_redis import PASSWORD, REDIS_BIN, START_TIMEOUT, RedisServer, _need_redis
+from fixtures_redis import PASSWORD, RedisServer, _need_redis, serving
 from ledger import Ledger
 
 from core.config import RedisSettings
@@ -55,32 +55,11 @@ class OwnRedis(RedisServer):
         """``redis://user:password@127.0.0.1:port/0``."""
         return f"redis://{user}:{password}@127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        """Start (or restart) the server; return once it answers PING (AOF loaded)."""
-        assert self.proc is None, "already running"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        auth = (["--aclfile", str(self.acl_file)] if self.acl_file
-                else ["--requirepass", self.password])
-        args = [
-            REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", *auth,
-            "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", self.fsync,
-            "--save", "", "--daemonize", "no", "--loglevel", "warning",
-        ]  # fmt: skip
-        self._log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - closed in _reap
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        with self.client() as probe:
-            while True:
-                try:
-                    if probe.ping():
-                        return
-                except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
-                    pass
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
-                    self._reap()
-                    raise RuntimeError(f"redis-server did not start:\n{log}")
-                time.sleep(0.02)
+    def _auth_args(self) -> list[str]:
+        """An ACL file's users, or the plain password."""
+        if self.acl_file:
+            return ["--aclfile", str(self.acl_file)]
+        return super()._auth_args()
 
 
 EverysecServer = OwnRedis  # the default policy is the compose file's: everysec
@@ -89,13 +68,7 @@ EverysecServer = OwnRedis  # the default policy is the compose file's: everysec
 @pytest.fixture
 def everysec_server(tmp_path: Path) -> Iterator[EverysecServer]:
     """A redis-server (AOF, fsync every second) of this test's own."""
-    _need_redis()
-    server = EverysecServer(tmp_path / "redis-everysec")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(EverysecServer(tmp_path / "redis-everysec"))
 
 
 ACL_DIR = Path(__file__).resolve().parent.parent / "docker" / "redis"
@@ -120,15 +93,10 @@ def render_acl(out: Path, queue: str = ACL_QUEUE) -> None:
 @pytest.fixture
 def acl_server(tmp_path: Path) -> Iterator[OwnRedis]:
     """A redis-server with the compose file's per-role ACL users (queue ``acltest``)."""
-    _need_redis()
+    _need_redis()  # skip before rendering the ACL (serving() checks again, harmlessly)
     acl = tmp_path / "users.acl"
     render_acl(acl)
-    server = OwnRedis(tmp_path / "redis-acl", acl_file=acl)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(OwnRedis(tmp_path / "redis-acl", acl_file=acl))
 
 
 class Crew:
