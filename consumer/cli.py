@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from consumer.run import check_health, run_consumer
+from core.cli_options import QueueOption, RedisUrlOption, route_signals
 from core.config import RedisSettings
 from core.console import Console
 
@@ -34,13 +35,8 @@ def consume(
     batch: Annotated[
         int | None, typer.Option("--batch", help="Items claimed per Redis round trip (env PCQ_BATCH; 1).")
     ] = None,
-    queue: Annotated[
-        str | None, typer.Option("--queue", help="Queue name (env PCQ_QUEUE; pcq).")
-    ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option("--redis-url", help="redis://user:pass@host:port/db (env REDIS_URL)."),
-    ] = None,
+    queue: QueueOption = None,
+    redis_url: RedisUrlOption = None,
     max_deliveries: Annotated[
         int | None,
         typer.Option(
@@ -70,14 +66,7 @@ def consume(
         print(why, file=sys.stdout if healthy else sys.stderr)
         raise typer.Exit(0 if healthy else 1)
     halt = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-        halt.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    received = route_signals(halt)
     console = Console(quiet=quiet, host=socket.gethostname())
     run_consumer(settings, console, drain=drain, stop=halt)
     # SIGTERM is the orderly way to stop a service (docker stop): exit 0.

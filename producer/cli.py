@@ -15,6 +15,7 @@ from rich.console import Console as RichConsole
 from rich.table import Table
 
 from core.cli_local import read_names
+from core.cli_options import QueueOption, RedisUrlOption, route_signals
 from core.config import RedisSettings
 from core.console import Console
 from core.errors import PcqError, UsageProblem
@@ -40,20 +41,6 @@ def render_tally(tally: dict[str, Any], stream: TextIO) -> None:
     RichConsole(file=stream, highlight=False).print(table)
 
 
-def _on_signals(halt: threading.Event) -> list[int]:
-    """Route SIGTERM/SIGINT to ``halt``; return the signals received (in a list)."""
-    received: list[int] = []
-
-    def handler(signum: int, _frame: object) -> None:
-        received.append(signum)
-        halt.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-    return received
-
-
 def produce(
     items: Annotated[
         int | None,
@@ -66,13 +53,8 @@ def produce(
     batch: Annotated[
         int | None, typer.Option("--batch", help="Items per Redis round trip (env PCQ_BATCH; 1).")
     ] = None,
-    queue: Annotated[
-        str | None, typer.Option("--queue", help="Queue name (env PCQ_QUEUE; pcq).")
-    ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option("--redis-url", help="redis://user:pass@host:port/db (env REDIS_URL)."),
-    ] = None,
+    queue: QueueOption = None,
+    redis_url: RedisUrlOption = None,
     high_water: Annotated[
         int | None,
         typer.Option("--high-water", help="Wait while the queue is this long (env PCQ_HIGH_WATER; 10000)."),
@@ -101,7 +83,7 @@ def produce(
     out = sys.stderr if as_json else sys.stdout
     console = Console(stream=out, host=socket.gethostname())
     halt = threading.Event()
-    received = _on_signals(halt)
+    received = route_signals(halt)
     run = run_producer if via == "list" else run_rq_producer
     tally = run(settings, texts, console, timeout=timeout, stop=halt)
     if as_json:
