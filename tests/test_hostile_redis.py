@@ -16,12 +16,13 @@ import pickle
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hostile import DEEP_JSON, TEN_MB, Bomb
 from ledger import HANDLED
+from redis_procs import wait_until
 
 from core.keys import Keys
 from core.tally import read_tally
@@ -33,17 +34,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["fixtures_reliability"]
 pytestmark = pytest.mark.timeout(180)
 
-TEN_MB = 10 * 1024 * 1024
-
-
-class Bomb:
-    """Unpickling this runs ``touch MARKER``: what pickle from the network allows."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
 
 
 def hostile_payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
@@ -61,8 +51,7 @@ def hostile_payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
         "bad version": (json.dumps({**good_shape, "v": 2}).encode(), "wrong schema"),
         "10 MB body": (json.dumps({**good_shape, "body": "A" * TEN_MB}).encode(), "oversize"),
         "invalid UTF-8": (b'{"v": 1, "body": "\xff\xfe\xc3\x28"}', "invalid UTF-8"),
-        # 30k levels in 60 kB: under the 64 KiB cap, far over the parser's depth.
-        "deeply nested": (b"[" * 30000 + b"]" * 30000, "nested too deeply"),
+        "deeply nested": (DEEP_JSON, "nested too deeply"),
         "pickle": (pickle.dumps(Bomb(marker), protocol=pickle.HIGHEST_PROTOCOL), "invalid UTF-8"),
         "pickle protocol 0": (pickle.dumps(Bomb(marker), protocol=0), "not JSON"),
     }
@@ -75,13 +64,6 @@ def test_the_pickle_payload_is_really_dangerous(tmp_path: Path) -> None:
     code = "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"
     subprocess.run([sys.executable, "-c", code], input=payload, check=True, timeout=30)
     assert marker.exists()
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_hostile_payloads_are_dead_lettered_and_the_consumer_survives(
@@ -101,9 +83,9 @@ def test_hostile_payloads_are_dead_lettered_and_the_consumer_survives(
         assert team.wait_all([team.producer(50)], 60) == [0], team.logs()[-2000:]
         client.rpush(keys.queue, *(raw for raw, _ in hostile.values()))
         assert team.wait_all([team.producer(10)], 60) == [0], team.logs()[-2000:]
-        wait_for(lambda: team.ledger.count(HANDLED) >= 60 and client.llen(keys.queue) == 0,
+        wait_until(lambda: team.ledger.count(HANDLED) >= 60 and client.llen(keys.queue) == 0,
                  60, "60 good items handled and the queue empty")
-        wait_for(lambda: client.llen(keys.dead) >= 2 * len(hostile), 30, "every dead letter")
+        wait_until(lambda: client.llen(keys.dead) >= 2 * len(hostile), 30, "every dead letter")
         records = [json.loads(r) for r in client.lrange(keys.dead, 0, -1)]
         stats = {k.decode(): int(v) for k, v in client.hgetall(keys.stats).items()}
         tally = read_tally(client, keys, team.run_id())

@@ -13,14 +13,14 @@ ledger (``lost == 0``, ``unexpected == 0``).
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
+from hostile import DEEP_JSON, TEN_MB, Bomb
 from ledger import HANDLED, Ledger
 from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
@@ -36,17 +36,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(180)
 
-TEN_MB = 10 * 1024 * 1024
-
-
-class Bomb:
-    """Unpickling this runs ``touch MARKER``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
 
 
 def plant(conn: redis.Redis, queue: Queue, job_id: str, data: bytes) -> None:
@@ -76,7 +65,7 @@ def test_one_serving_worker_refuses_every_hostile_job(
         queue.enqueue("os.system", f"touch {marker}", job_id="os-system", retry=retry)
         Queue(settings.queue, connection=conn).enqueue(HANDLER, Bomb(marker), job_id="pickled")
         plant(conn, queue, "ten-mb", json.dumps([HANDLER, None, ["A" * TEN_MB], {}]).encode())
-        plant(conn, queue, "nested", b"[" * 30000 + b"]" * 30000)
+        plant(conn, queue, "nested", DEEP_JSON)
         queue.enqueue(HANDLER, "Meatwad, not JSON", job_id="not-json", retry=retry)
         queue.enqueue(HANDLER, json.dumps({"v": 1, "id": "r:1"}), job_id="schema", retry=retry)
         queue.enqueue(HANDLER, '{"v": 1, "body": "\udcff"}', job_id="surrogate", retry=retry)

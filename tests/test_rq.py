@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import redis
 from fixtures_redis import RedisServer
+from hostile import Bomb
 from rq import Callback, Queue, Retry
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq_helpers import FAST_REAP, FAST_REAP_ENV, RQ, Worker, worker_argv, worker_env
@@ -271,15 +272,6 @@ def test_malformed_payload_fails_at_once(
     assert " got " not in worker.output
 
 
-class _Bomb:
-    """Unpickling this runs ``touch MARKER``: what pickle over the network allows."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (os.system, (f"touch {self.marker}",))
-
 
 @pytest.mark.parametrize("flags", ["documented", "worker-class only"])
 def test_jobs_outside_the_allowed_handler_are_refused(
@@ -301,7 +293,7 @@ def test_jobs_outside_the_allowed_handler_are_refused(
     )
     # A pickled job: a worker that unpickled it would already be owned.
     Queue(settings.queue, connection=conn).enqueue(
-        HANDLER, _Bomb(markers[1]), job_id=f"{settings.queue}-evil-pickle"
+        HANDLER, Bomb(markers[1]), job_id=f"{settings.queue}-evil-pickle"
     )
     enqueue(
         queue,
