@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -69,6 +68,7 @@ def build_config(
     as_json: bool,
     max_deliveries: int,
     kill_consumer_after: int | None,
+    fail_on: str | None = None,
 ) -> LocalConfig:
     """Validate the options (usage errors exit 2) and build the run's config."""
     if items is not None and names_file is not None:
@@ -96,6 +96,7 @@ def build_config(
         json=as_json,
         max_deliveries=max_deliveries,
         kill_consumer_after=kill_consumer_after,
+        fail_on=fail_on,
     )
 
 
@@ -183,9 +184,8 @@ def local(
         producers=producers, consumers=consumers, items=items, names_file=names_file,
         max_delay=max_delay, seed=seed, start_method=start_method, queue_size=queue_size,
         batch=batch, quiet=quiet, as_json=as_json, max_deliveries=max_deliveries,
-        kill_consumer_after=kill_consumer_after,
+        kill_consumer_after=kill_consumer_after, fail_on=fail_on,
     )
-    cfg = dataclasses.replace(cfg, fail_on=fail_on)
     try:
         result = run_local(cfg)
     except OSError as exc:  # e.g. out of processes or file descriptors
