@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from core.compare.metrics import RssSampler, RunMetrics
+from core.compare.metrics import RssSampler, RunMetrics, Ticker
 from core.compare.workload import Workload, make_body, make_work
 from core.console import Console
 from core.local import Launcher, LocalConfig, Plan
@@ -33,9 +33,6 @@ from core.mpqueue import Ledger, LocalQueue
 from core.pattern import consume, produce
 from core.supervisor import Supervisor
 from core.transport import Item
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 __all__ = ["QuietConsole", "compare_context", "run_local_compare"]
 
@@ -182,7 +179,7 @@ def run_local_compare(
         consumers=consumers, max_restarts=max_restarts, grace=5.0 + workload.work.ms / 1000,
     )
     done = memoryview(counts).cast("B").cast("q")
-    with RssSampler(lambda: launcher.started) as rss, _Ticker(lambda: progress(sum(done.tolist()))):
+    with RssSampler(lambda: launcher.started) as rss, Ticker(lambda: progress(sum(done.tolist()))):
         started = time.perf_counter()
         try:
             result = sup.run()
@@ -201,26 +198,3 @@ def run_local_compare(
         dead_letters=len(result.dead_letters), notes=notes,
     )
 
-
-class _Ticker:
-    """Calls ``tick()`` ten times a second in a thread while the block runs."""
-
-    def __init__(self, tick: Callable[[], None], every: float = 0.1) -> None:
-        import threading
-
-        self._tick, self._every = tick, every
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pcq-progress", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._halt.set()
-        self._thread.join(5.0)
-        self._tick()
-
-    def _run(self) -> None:
-        while not self._halt.wait(self._every):
-            self._tick()

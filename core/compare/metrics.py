@@ -30,7 +30,7 @@ import psutil
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["RssSampler", "RunMetrics", "fairness", "latency_ms", "percentile", "summarize"]
+__all__ = ["RssSampler", "RunMetrics", "Ticker", "fairness", "latency_ms", "percentile", "summarize"]
 
 SAMPLE_EVERY = 0.05
 
@@ -171,7 +171,29 @@ def summarize(runs: Sequence[RunMetrics]) -> list[dict[str, Any]]:
     return rows
 
 
-class RssSampler:
+class Ticker:
+    """Calls ``tick()`` every ``every`` seconds in a thread while the block runs, once more at its end."""
+
+    def __init__(self, tick: Callable[[], None], every: float = 0.1, name: str = "pcq-tick") -> None:
+        self._tick, self._every = tick, every
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self._thread.join(5.0)
+        self._tick()  # one last time (short runs may end between two ticks)
+
+    def _run(self) -> None:
+        while not self._halt.wait(self._every):
+            self._tick()
+
+
+class RssSampler(Ticker):
     """Samples the RSS of a changing set of processes (and their children) in a thread.
 
     ``pids()`` is called at every sample, so consumers that start late or are
@@ -181,26 +203,11 @@ class RssSampler:
     def __init__(
         self, pids: Callable[[], Iterable[int]], every: float = SAMPLE_EVERY, children: bool = False
     ) -> None:
+        super().__init__(self.sample, every, name="pcq-rss")
         self._pids = pids
-        self._every = every
         # Listing children scans all of /proc (~2 ms a process): only where they exist (RQ).
         self._children = children
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pcq-rss", daemon=True)
         self.peak: int | None = None
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._halt.set()
-        self._thread.join(5.0)
-        self.sample()  # one last look (short runs may end between two samples)
-
-    def _run(self) -> None:
-        while not self._halt.wait(self._every):
-            self.sample()
 
     def sample(self) -> None:
         """Take one sample now."""

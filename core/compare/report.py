@@ -53,6 +53,20 @@ def _consumer_axis(ax: Any, counts: list[int]) -> None:
     ax.set_xlabel("consumers")
 
 
+def _finish(plt: Any, fig: Any, ax: Any, results: dict[str, Any], values: list[float],
+            path: Path, *, ylabel: str, title: str, legend: dict[str, Any]) -> None:
+    """The axes, labels and legend every plot shares; save to ``path`` and free the figure."""
+    _consumer_axis(ax, results["consumers"])
+    _log_if_wide(ax, values)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title} -- {_workload_title(results)}", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(**legend)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def plot_throughput(results: dict[str, Any], path: Path) -> None:
     """items/s against consumers, one line per transport."""
     plt = _pyplot()
@@ -63,15 +77,8 @@ def plot_throughput(results: dict[str, Any], path: Path) -> None:
         xs, ys = [r["consumers"] for r in rows], [r["items_per_second"] for r in rows]
         values += ys
         ax.plot(xs, ys, marker="o", label=transport, color=_COLORS.get(transport))
-    _consumer_axis(ax, results["consumers"])
-    _log_if_wide(ax, values)
-    ax.set_ylabel("throughput (items/s)")
-    ax.set_title(f"Throughput -- {_workload_title(results)}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="transport")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(plt, fig, ax, results, values, path, ylabel="throughput (items/s)",
+            title="Throughput", legend={"title": "transport"})
 
 
 def plot_latency(results: dict[str, Any], path: Path) -> None:
@@ -87,15 +94,8 @@ def plot_latency(results: dict[str, Any], path: Path) -> None:
             ys = [r["latency_ms"][q] for r in rows]
             values += [y for y in ys if y is not None]
             ax.plot(xs, ys, style, marker="o", color=color, label=f"{transport} {q}")
-    _consumer_axis(ax, results["consumers"])
-    _log_if_wide(ax, values)
-    ax.set_ylabel("latency produced -> handled (ms)")
-    ax.set_title(f"Latency p50 / p99 -- {_workload_title(results)}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(ncol=2, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(plt, fig, ax, results, values, path, ylabel="latency produced -> handled (ms)",
+            title="Latency p50 / p99", legend={"ncol": 2, "fontsize": 8})
 
 
 def _workload_title(results: dict[str, Any]) -> str:
