@@ -26,9 +26,9 @@ WORKDIR /src
 # Dependencies first, read from pyproject.toml alone: this layer is rebuilt only
 # when the dependency list changes, not on every source edit.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; t = tomllib.load(open('pyproject.toml', 'rb')); print('\n'.join(t['project']['dependencies'] + t['build-system']['requires']))" \
         > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt "setuptools>=68" \
+ && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
 # Then the package itself, without touching the dependencies again (and without
