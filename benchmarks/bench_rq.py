@@ -29,10 +29,7 @@ import io
 import json
 import logging
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +42,7 @@ from redis import Redis
 
 from consumer.rq_jobs import PcqSimpleWorker, PcqWorker
 from consumer.run import noop, run_consumer
+from core.compare.redis_server import ThrowawayRedis, find_redis_server
 from core.config import RedisSettings
 from core.console import Console
 from core.transport import Item
@@ -53,44 +51,11 @@ from producer.run import run_producer
 
 
 @contextmanager
-def redis_server() -> Iterator[Redis]:
-    """A throw-away redis-server (no persistence) on a free port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory() as workdir:
-        proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        conn = Redis(port=port)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    conn.ping()
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            yield conn
-        finally:
-            conn.close()
-            proc.terminate()
-            proc.wait(10)
+def redis_server() -> Iterator[tuple[Redis, str]]:
+    """A throw-away redis-server (no persistence) on a free port: a client and its URL."""
+    server = ThrowawayRedis(find_redis_server() or "redis-server")
+    with server, Redis.from_url(server.url) as conn:
+        yield conn, server.url
 
 
 def make_items(run: str, n: int) -> list[Item]:
@@ -170,10 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("rq").setLevel(logging.WARNING)
 
     results: dict[str, Any] = {}
-    with redis_server() as conn:
-        port = conn.connection_pool.connection_kwargs["port"]
+    with redis_server() as (conn, url):
         settings = RedisSettings(
-            url=f"redis://127.0.0.1:{port}/0", queue="bench", max_delay=0, high_water=0
+            url=url, queue="bench", max_delay=0, high_water=0
         )  # enqueue everything first, then drain
         results["rq_fork"] = bench_rq(conn, settings, PcqWorker, args.fork_jobs, "fork")
         results["rq_simple"] = bench_rq(conn, settings, PcqSimpleWorker, args.simple_jobs, "simple")
