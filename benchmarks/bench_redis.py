@@ -28,7 +28,6 @@ import io
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,6 +39,7 @@ import redis
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from core.compare.redis_server import free_port
 from core.config import RedisSettings
 from core.console import Console
 from core.local import generated_name
@@ -49,12 +49,6 @@ from core.redisq import RedisQueue
 from core.transport import Item
 
 CTX = mp.get_context("fork")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(workdir: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -25,19 +24,13 @@ from typing import TypeVar
 import pytest
 import redis
 
+from core.compare.redis_server import free_port
 from core.config import RedisSettings
 
 REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
 START_TIMEOUT = 15.0
 S = TypeVar("S", bound="RedisServer")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:

@@ -27,7 +27,7 @@ from typing import Any
 
 from consumer.run import run_consumer
 from core.compare.local_runner import QuietConsole
-from core.compare.workload import make_body, make_work
+from core.compare.workload import make_body, stamping
 from core.config import RedisSettings
 from core.keys import Keys
 from core.pattern import produce
@@ -60,13 +60,7 @@ def consume(settings: RedisSettings, spec: str) -> None:
     keys = Keys(settings.queue)
     # drain=True ends when no stream is open: wait for the producer's run first.
     _wait("a producer run", lambda: client.zcard(keys.runs) > 0)
-    work, clock = make_work(spec), time.time
-    stamps: list[tuple[str, float, float]] = []
-
-    def handle(item: Item) -> None:
-        work(item)
-        stamps.append((item.id, item.produced_at, clock()))
-
+    handle, stamps = stamping(spec)
     try:
         run_consumer(settings, QuietConsole(), drain=True, handler=handle, poll=0.1)
     finally:

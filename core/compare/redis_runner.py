@@ -31,7 +31,7 @@ import redis
 from consumer.run import run_consumer
 from core.compare.local_runner import QuietConsole
 from core.compare.metrics import RssSampler, RunMetrics
-from core.compare.workload import Workload, make_body, make_work
+from core.compare.workload import Workload, make_body, stamping
 from core.config import RedisSettings
 from core.errors import PcqError
 from core.keys import Keys
@@ -53,13 +53,7 @@ def consumer_main(settings: RedisSettings, spec: str, conn: Connection) -> None:
     halt = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
     signal.signal(signal.SIGTERM, lambda *_: halt.set())
-    work, clock = make_work(spec), time.time
-    stamps: list[tuple[str, float, float]] = []
-
-    def handle(item: Item) -> None:
-        work(item)
-        stamps.append((item.id, item.produced_at, clock()))
-
+    handle, stamps = stamping(spec)
     console = QuietConsole(None, sys.stderr, quiet=True)
     try:
         run_consumer(settings, console, drain=True, handler=handle, stop=halt, poll=0.1)

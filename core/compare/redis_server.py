@@ -25,7 +25,7 @@ from core.errors import PcqError
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["ThrowawayRedis", "find_redis_server"]
+__all__ = ["ThrowawayRedis", "find_redis_server", "free_port"]
 
 START_TIMEOUT = 10.0
 
@@ -45,7 +45,8 @@ def find_redis_server() -> str | None:
     return str(fallback) if fallback.exists() else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now (it may be taken before use)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -83,7 +84,7 @@ class ThrowawayRedis:
         """Start the server and wait until it answers PING (PcqError if it does not)."""
         self._dir = tempfile.TemporaryDirectory(prefix="pcq-compare-redis-")
         for _attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = _free_port()
+            self.port = free_port()
             args = [
                 self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--requirepass", self.password, "--dir", self._dir.name,

@@ -28,7 +28,7 @@ from core.transport import Item
 
 __all__ = [
     "MAX_PAYLOAD_BYTES", "TRANSPORTS", "Work", "Workload", "make_body", "make_work",
-    "parse_consumers", "parse_transports", "parse_work",
+    "parse_consumers", "parse_transports", "parse_work", "stamping",
 ]
 
 TRANSPORTS = ("local", "redis", "rq")
@@ -153,3 +153,18 @@ def make_work(spec: str) -> Callable[[Item], None]:
                 x += i * i
 
     return burn
+
+
+Stamp = tuple[str, float, float]  # (item id, produced_at, handled_at)
+
+
+def stamping(spec: str) -> tuple[Callable[[Item], None], list[Stamp]]:
+    """The handler for ``spec`` that also stamps each item when done, and the list of stamps."""
+    work, clock = make_work(spec), time.time
+    stamps: list[Stamp] = []
+
+    def handle(item: Item) -> None:
+        work(item)
+        stamps.append((item.id, item.produced_at, clock()))
+
+    return handle, stamps
