@@ -37,6 +37,8 @@ STOP_GRACE = 10  # seconds (PCQ_STOP_GRACE): far above batch 2 x max delay 0.2 s
 # Bounds for the slow steps (the first build installs dependencies from PyPI).
 BUILD_TIMEOUT = 600.0
 UP_TIMEOUT = 180.0
+# `compose up` for services that must be healthy before the test goes on (images prebuilt).
+UP_AND_WAIT = ("up", "--detach", "--wait", "--wait-timeout", str(int(UP_TIMEOUT)), "--no-build")
 PRODUCE_TIMEOUT = 180.0
 
 
@@ -142,11 +144,8 @@ class ComposeProject:
 
     def up(self, consumers: int = CONSUMERS) -> list[Any]:
         """Start Redis and ``consumers`` consumers; wait until all are healthy."""
-        self.compose(
-            "up", "--detach", "--wait", "--wait-timeout", str(int(UP_TIMEOUT)),
-            "--no-build", "--scale", f"consumer={consumers}", "redis", "consumer",
-            timeout=UP_TIMEOUT + 30,
-        )
+        self.compose(*UP_AND_WAIT, "--scale", f"consumer={consumers}", "redis", "consumer",
+                     timeout=UP_TIMEOUT + 30)
         running = self.containers("consumer")
         assert len(running) == consumers, f"expected {consumers} consumers, got {running}"
         return running

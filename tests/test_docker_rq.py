@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fixtures_docker import (
     BUILD_TIMEOUT,
+    UP_AND_WAIT,
     UP_TIMEOUT,
     ComposeProject,
     Produced,
@@ -44,19 +45,8 @@ class RqProject(ComposeProject):
         )
 
     def up_workers(self, workers: int = WORKERS) -> list[Any]:
-        self.rq(
-            "up",
-            "--detach",
-            "--wait",
-            "--wait-timeout",
-            str(int(UP_TIMEOUT)),
-            "--no-build",
-            "--scale",
-            f"rq-worker={workers}",
-            "redis",
-            "rq-worker",
-            timeout=UP_TIMEOUT + 30,
-        )
+        self.rq(*UP_AND_WAIT, "--scale", f"rq-worker={workers}", "redis", "rq-worker",
+                timeout=UP_TIMEOUT + 30)
         running = self.containers("rq-worker")
         assert len(running) == workers, running
         return running
@@ -174,16 +164,7 @@ def test_rq_worker_runs_hardened(rq_project: RqProject) -> None:
 
 def test_dashboard_listens_on_loopback_only(rq_project: RqProject) -> None:
     rq_project.up_workers()
-    rq_project.rq(
-        "up",
-        "--detach",
-        "--wait",
-        "--wait-timeout",
-        str(int(UP_TIMEOUT)),
-        "--no-build",
-        "dashboard",
-        timeout=UP_TIMEOUT + 30,
-    )
+    rq_project.rq(*UP_AND_WAIT, "dashboard", timeout=UP_TIMEOUT + 30)
     (dash,) = rq_project.containers("dashboard")
     bindings = dash.attrs["HostConfig"]["PortBindings"]["9181/tcp"]
     assert [b["HostIp"] for b in bindings] == ["127.0.0.1"], bindings
