@@ -172,10 +172,16 @@ def _render(
     return Group(head, cons, rqt)
 
 
+# The options both commands take, one alias each.
+ListQueue = Annotated[str | None, typer.Option("--queue", help="List queue (env PCQ_QUEUE; pcq).")]
+RqQueue = Annotated[str, typer.Option("--rq-queue", help="RQ queue name.")]
+RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="env REDIS_URL")]
+
+
 def status(
-    queue: Annotated[str | None, typer.Option("--queue", help="List queue (env PCQ_QUEUE; pcq).")] = None,
-    rq_queue: Annotated[str, typer.Option("--rq-queue", help="RQ queue name.")] = "pcq-rq",
-    redis_url: Annotated[str | None, typer.Option("--redis-url", help="env REDIS_URL")] = None,
+    queue: ListQueue = None,
+    rq_queue: RqQueue = "pcq-rq",
+    redis_url: RedisUrl = None,
     window: Annotated[
         float, typer.Option("--window", help="Seconds between the two samples of the rate (0: no rate).")
     ] = 1.0,
@@ -207,9 +213,9 @@ def status(
 
 
 def watch(
-    queue: Annotated[str | None, typer.Option("--queue", help="List queue (env PCQ_QUEUE; pcq).")] = None,
-    rq_queue: Annotated[str, typer.Option("--rq-queue", help="RQ queue name.")] = "pcq-rq",
-    redis_url: Annotated[str | None, typer.Option("--redis-url", help="env REDIS_URL")] = None,
+    queue: ListQueue = None,
+    rq_queue: RqQueue = "pcq-rq",
+    redis_url: RedisUrl = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 1.0,
     count: Annotated[
         int | None, typer.Option("--count", help="Stop after N refreshes [default: until Ctrl-C].")
