@@ -33,6 +33,11 @@ run whose producer was killed before closing it.
 
 Consumer ids are ``<hostname>:<pid>`` (in a container the hostname is the
 container id), so ``pcq consume --check`` finds its own container's consumer.
+A restarted container keeps its hostname and usually its pid, so a new process
+can find its predecessor's processing list under its own id, with the old
+heartbeat still alive. A consumer therefore reaps its own id once at start,
+before its first claim: those items go back to the queue as counted
+redeliveries instead of being silently adopted.
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ class RedisQueue(ProducerSide):
         """Register this consumer (first heartbeat) and start the heartbeat thread."""
         if self._heart is not None:
             return
+        self._retry.call(self.reap, self.consumer)  # nothing claimed yet: all left by a predecessor
         self._retry.call(self.beat)
         s = self.settings
         self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every)
@@ -140,8 +146,12 @@ class RedisQueue(ProducerSide):
             pipe.sadd(k.consumers, self.consumer)
             pipe.execute()
 
-    def reap(self) -> tuple[int, int, int]:
+    def reap(self, predecessor: str = "") -> tuple[int, int, int]:
         """Requeue the items of consumers whose heartbeat expired.
+
+        Args:
+            predecessor: A consumer id reaped even though its heartbeat is
+                alive: this process's own id, before it has claimed anything.
 
         Returns:
             (consumers reaped, items requeued, items dead-lettered).
@@ -152,8 +162,9 @@ class RedisQueue(ProducerSide):
             k.prefix,
             self.settings.max_deliveries,
             f"{time.time():.3f}",
-            self.consumer,
+            "" if predecessor == self.consumer else self.consumer,
             self.settings.max_payload_bytes,
+            predecessor,
         ]
         reaped, requeued, dead = (int(x) for x in self._scripts.reap(keys, args))
         if reaped:

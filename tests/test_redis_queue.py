@@ -165,6 +165,36 @@ def test_reaper_requeues_a_dead_consumers_items(
     assert read_tally(client, keys, run)["redelivered"] == 3
 
 
+def test_a_restarted_consumer_with_the_same_id_requeues_what_it_inherited(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    # A restarted container keeps its hostname and often its pid: same id, and
+    # the old heartbeat has not expired yet. Its items must count as redelivered.
+    settings = redis_settings.with_overrides(batch=3)
+    keys = Keys(settings.queue)
+    producer = RedisQueue(client, settings)
+    run = producer.open_run()
+    producer.put(items(run, 3))
+    old = RedisQueue(client, settings, consumer="host:7")
+    old.beat()
+    held = old._claim(3)  # then SIGKILLed: no ack, heartbeat still alive
+    assert len(held) == 3 and client.exists(keys.heartbeat("host:7"))
+    new = RedisQueue(client, settings, consumer="host:7")
+    new.start()
+    try:
+        assert client.llen(keys.processing("host:7")) == 0
+        again = new.get(1.0)
+        assert again is not None
+        assert [i.id for i in again] == [i.id for i in held]
+        assert all(i.deliveries == 2 for i in again)
+        for item in again:
+            new.ack(item)
+    finally:
+        new.close()
+    tally = read_tally(client, keys, run)
+    assert tally["redelivered"] == 3 and tally["consumed"] == 3 and tally["duplicates"] == 0
+
+
 def test_malformed_payloads_are_dead_lettered(client: redis.Redis, redis_settings: RedisSettings) -> None:
     settings = redis_settings.with_overrides(batch=10, max_payload_bytes=1024)
     keys = Keys(settings.queue)

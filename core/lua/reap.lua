@@ -2,14 +2,16 @@
 -- KEYS[1] consumers set, KEYS[2] queue, KEYS[3] deliveries, KEYS[4] errors, KEYS[5] dead,
 -- KEYS[6] stats
 -- ARGV[1] prefix, ARGV[2] max deliveries, ARGV[3] now (seconds, 3 decimals),
--- ARGV[4] the calling consumer (never reaped), ARGV[5] payload size cap
+-- ARGV[4] the calling consumer (never reaped), ARGV[5] payload size cap,
+-- ARGV[6] a consumer reaped whatever its heartbeat says, or '': the previous process
+-- that had the caller's id (a restarted container keeps its hostname and pid)
 -- Returns {consumers reaped, items requeued, items dead-lettered}.
 -- Payloads are only read (cjson.decode for the id), never re-encoded.
 local prefix, max = ARGV[1], tonumber(ARGV[2])
 local cap = tonumber(ARGV[5])
 local reaped, requeued, dead = 0, 0, 0
 for _, c in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if c ~= ARGV[4] and redis.call('EXISTS', prefix .. ':hb:' .. c) == 0 then
+  if c == ARGV[6] or (c ~= ARGV[4] and redis.call('EXISTS', prefix .. ':hb:' .. c) == 0) then
     local proc = prefix .. ':proc:' .. c
     local raws = redis.call('LRANGE', proc, 0, -1)
     for i = #raws, 1, -1 do
