@@ -11,7 +11,13 @@ from typing import Annotated
 import typer
 
 from consumer.run import check_health, run_consumer
-from core.cli_options import QueueOption, RedisUrlOption, route_signals
+from core.cli_options import (
+    LedgerOption,
+    QueueOption,
+    RedisUrlOption,
+    checked_ledger,
+    route_signals,
+)
 from core.config import RedisSettings
 from core.console import Console
 
@@ -52,6 +58,7 @@ def consume(
             "has a live heartbeat, else 1.",
         ),
     ] = False,
+    ledger: LedgerOption = None,
 ) -> None:
     """Consume items from the Redis list (SIGTERM: finish the item in hand, exit 0).
 
@@ -65,10 +72,11 @@ def consume(
         healthy, why = check_health(settings)
         print(why, file=sys.stdout if healthy else sys.stderr)
         raise typer.Exit(0 if healthy else 1)
+    audit = checked_ledger(ledger)
     halt = threading.Event()
     received = route_signals(halt)
     console = Console(quiet=quiet, host=socket.gethostname())
-    run_consumer(settings, console, drain=drain, stop=halt)
+    run_consumer(settings, console, drain=drain, stop=halt, ledger=audit)
     # SIGTERM is the orderly way to stop a service (docker stop): exit 0.
     raise typer.Exit(130 if signal.SIGINT in received else 0)
 

@@ -16,9 +16,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from redis.exceptions import RedisError
 
+from core.audit import HANDLED, RecordFile, audited_handler
 from core.config import RedisSettings
 from core.console import Console
 from core.errors import ConnectionFailed
@@ -65,17 +67,22 @@ def run_consumer(
     stop: threading.Event | None = None,
     log: Callable[[str], None] = stderr_log,
     poll: float = POLL_SECONDS,
+    ledger: Path | None = None,
 ) -> ConsumeStats:
     """Consume until the queue is drained (``drain``) or ``stop`` is set.
 
     On stop the consumer finishes the item in hand, hands back the rest of its
-    batch, flushes its acknowledgements and deregisters.
+    batch, flushes its acknowledgements and deregisters. With ``ledger`` (a
+    directory), every handled item is also recorded there (:mod:`core.audit`).
     """
     halt = stop or threading.Event()
     handle = handler or make_handler(settings.max_delay)
     client = connect(settings)
+    audit = RecordFile(ledger / HANDLED) if ledger is not None else None
     try:
         queue = RedisQueue(client, settings, drain=drain, log=log, notify=console.line)
+        if audit is not None:
+            handle = audited_handler(handle, audit, queue.consumer)
         try:
             stats = consume(queue, handle, console, stop=halt.is_set, poll=poll)
         except ConnectionFailed:
@@ -89,6 +96,8 @@ def run_consumer(
         queue.close()
         return stats
     finally:
+        if audit is not None:
+            audit.close()
         client.close()
 
 

@@ -4,17 +4,41 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-__all__ = ["QueueOption", "RedisUrlOption", "route_signals"]
+from core.audit import ledger_dir
+from core.errors import UsageProblem
+
+__all__ = ["LedgerOption", "QueueOption", "RedisUrlOption", "checked_ledger", "route_signals"]
 
 QueueOption = Annotated[str | None, typer.Option("--queue", help="Queue name (env PCQ_QUEUE; pcq).")]
 RedisUrlOption = Annotated[
     str | None,
     typer.Option("--redis-url", help="redis://user:pass@host:port/db (env REDIS_URL)."),
 ]
+
+LedgerOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ledger",
+        envvar="PCQ_LEDGER",
+        file_okay=False,
+        help="Also record every id in append-only files in DIR, outside Redis (env PCQ_LEDGER).",
+    ),
+]
+
+
+def checked_ledger(path: Path | None) -> Path | None:
+    """The ``--ledger`` directory, created if missing; a usage error if not writable."""
+    if path is None:
+        return None
+    try:
+        return ledger_dir(path)
+    except OSError as exc:
+        raise UsageProblem(f"--ledger {path}: {exc.strerror or exc}") from None
 
 
 def route_signals(halt: threading.Event) -> list[int]:

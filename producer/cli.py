@@ -15,7 +15,13 @@ from rich.console import Console as RichConsole
 from rich.table import Table
 
 from core.cli_local import read_names
-from core.cli_options import QueueOption, RedisUrlOption, route_signals
+from core.cli_options import (
+    LedgerOption,
+    QueueOption,
+    RedisUrlOption,
+    checked_ledger,
+    route_signals,
+)
 from core.config import RedisSettings
 from core.console import Console
 from core.errors import PcqError, UsageProblem
@@ -69,23 +75,29 @@ def produce(
     via: Annotated[
         str, typer.Option("--via", help="list: the reliable Redis list; rq: one RQ job per item.")
     ] = "list",
+    ledger: LedgerOption = None,
 ) -> None:
     """Push items onto the Redis list, then print the run's tally read back from Redis."""
     if items is not None and names_file is not None:
         raise UsageProblem("--items and --names-file are mutually exclusive")
     if via not in ("list", "rq"):
         raise typer.BadParameter(f"{via!r} is not one of 'list', 'rq'", param_hint="'--via'")
+    if ledger is not None and via != "list":
+        raise UsageProblem("--ledger records list runs only (RQ keeps its own registries)")
     settings = RedisSettings.from_env().with_overrides(
         url=redis_url, queue=queue, batch=batch, high_water=high_water, items=items
     )
+    audit = checked_ledger(ledger)
     names = read_names(names_file) if names_file is not None else None
     texts = bodies(settings.items, names)
     out = sys.stderr if as_json else sys.stdout
     console = Console(stream=out, host=socket.gethostname())
     halt = threading.Event()
     received = route_signals(halt)
-    run = run_producer if via == "list" else run_rq_producer
-    tally = run(settings, texts, console, timeout=timeout, stop=halt)
+    if via == "list":
+        tally = run_producer(settings, texts, console, timeout=timeout, stop=halt, ledger=audit)
+    else:
+        tally = run_rq_producer(settings, texts, console, timeout=timeout, stop=halt)
     if as_json:
         sys.stdout.write(json.dumps(tally) + "\n")
         sys.stdout.flush()

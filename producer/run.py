@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+from core.audit import PRODUCED, AuditedTransport, RecordFile
 from core.config import RedisSettings
 from core.console import Console
 from core.errors import UsageProblem
@@ -48,6 +50,7 @@ def run_producer(
     timeout: float | None = 600.0,
     stop: threading.Event | None = None,
     log: Log = stderr_log,
+    ledger: Path | None = None,
 ) -> dict[str, Any]:
     """Produce ``texts`` as one run and return its tally.
 
@@ -58,6 +61,8 @@ def run_producer(
         timeout: Longest wait for the tally (``0``: do not wait; ``None``: for ever).
         stop: Set (e.g. by SIGTERM) to stop producing and waiting.
         log: Sink for connection-retry lines.
+        ledger: A directory where the ids Redis accepted are also recorded
+            (:mod:`core.audit`).
 
     Returns:
         The tally (:mod:`core.tally` keys, plus ``seconds``, ``items_per_second``
@@ -66,11 +71,13 @@ def run_producer(
     halt = stop or threading.Event()
     client = connect(settings)
     queue = RedisQueue(client, settings, log=log, notify=console.line, put_timeout=timeout)
+    audit = RecordFile(ledger / PRODUCED) if ledger is not None else None
     try:
         run = queue.open_run()
         started = time.monotonic()
+        sink = queue if audit is None else AuditedTransport(queue, audit)
         try:
-            produce(queue, _items(run, texts), console, batch=settings.batch, stop=halt.is_set)
+            produce(sink, _items(run, texts), console, batch=settings.batch, stop=halt.is_set)
         except BadPayload as exc:
             queue.end_stream()
             raise UsageProblem(str(exc)) from None
@@ -84,6 +91,8 @@ def run_producer(
     finally:
         queue.close(reachable=False)  # stops the run's liveness thread if still going
         client.close()
+        if audit is not None:
+            audit.close()
     seconds = time.monotonic() - started
     tally["seconds"] = round(seconds, 3)
     tally["items_per_second"] = round(tally["consumed"] / seconds, 1) if seconds > 0 else 0.0

@@ -117,19 +117,21 @@ class ComposeProject:
     client: Any
     password: str
     env: dict[str, str] = field(default_factory=dict)
+    overrides: tuple[Path, ...] = ()  # compose files merged over docker-compose.yml
     _runs: int = 0
 
     def compose(self, *args: str, timeout: float = 120.0,
                 check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``docker compose -p NAME -f docker-compose.yml ARGS``."""
-        cmd = ["docker", "compose", "-p", self.name, "-f", str(COMPOSE_FILE), *args]
+        """Run ``docker compose -p NAME -f docker-compose.yml [-f OVERRIDE...] ARGS``."""
+        files = [arg for path in (COMPOSE_FILE, *self.overrides) for arg in ("-f", str(path))]
+        cmd = ["docker", "compose", "-p", self.name, *files, *args]
         proc = subprocess.run(
             cmd, cwd=REPO, env=self.env, capture_output=True, text=True,
             timeout=timeout, check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(
-                f"{' '.join(cmd[4:])} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+                f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
             )
         return proc
 
@@ -227,15 +229,17 @@ def project_env(**overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def open_project(client: Any, **env: str) -> Iterator[ComposeProject]:
+def open_project(client: Any, overrides: tuple[Path, ...] = (),
+                 **env: str) -> Iterator[ComposeProject]:
     """A compose project named ``pcq-test-<random>``, torn down (volumes too) on exit.
 
     Nothing is started: call :meth:`ComposeProject.up` or :meth:`ComposeProject.compose`.
     The image must exist already (the ``docker_image`` fixture builds it).
+    ``overrides`` are compose files merged over the repository's.
     """
     full_env = project_env(**env)
     project = ComposeProject(f"pcq-test-{secrets.token_hex(4)}", client,
-                             full_env["REDIS_PASSWORD"], full_env)
+                             full_env["REDIS_PASSWORD"], full_env, overrides)
     try:
         yield project
     finally:

@@ -30,56 +30,20 @@ processes never interleave.
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Ledger", "LedgerReport", "LedgerWriter"]
+from core.audit import HANDLED, PRODUCED, RecordFile
 
-PRODUCED = "produced"
-HANDLED = "handled"
+__all__ = ["DEAD", "HANDLED", "PRODUCED", "Ledger", "LedgerReport", "LedgerWriter"]
+
 DEAD = "dead"
 
 
-class LedgerWriter:
-    """Appends records to one ledger file (safe across processes and SIGKILL)."""
-
-    def __init__(self, path: Path, buffer: int = 0) -> None:
-        self.path = path
-        self.buffer = buffer  # >0: batch records (soak runs, where nobody is killed)
-        self._pending: list[str] = []
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def add(self, *fields: object) -> None:
-        """Append one record (tab-separated ``fields``)."""
-        line = "\t".join(str(f).replace("\t", " ").replace("\n", " ") for f in fields) + "\n"
-        if self.buffer:
-            self._pending.append(line)
-            if len(self._pending) >= self.buffer:
-                self.flush()
-        else:
-            os.write(self._fd, line.encode("utf-8"))
-
-    def add_many(self, records: Iterable[tuple[object, ...]]) -> None:
-        """Append several records with one write (e.g. the ids of one acknowledged batch)."""
-        text = "".join("\t".join(map(str, rec)) + "\n" for rec in records)
-        if text:
-            os.write(self._fd, text.encode("utf-8"))
-
-    def flush(self) -> None:
-        """Write buffered records now."""
-        if self._pending:
-            os.write(self._fd, "".join(self._pending).encode("utf-8"))
-            self._pending = []
-
-    def close(self) -> None:
-        """Flush and close the file."""
-        if self._fd >= 0:
-            self.flush()
-            os.close(self._fd)
-            self._fd = -1
+# The writer is pcq's own audit file (``--ledger DIR``): tests and containers share one format.
+LedgerWriter = RecordFile
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from fixtures_redis import RedisServer
+from ledger import Ledger
 from redis_procs import (
     HOST,
     acked_by,
@@ -34,7 +35,8 @@ def ledger(client: redis.Redis, settings: RedisSettings, run: str) -> set[str]:
 def test_exactly_once_with_three_consumer_processes(
     tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis
 ) -> None:
-    env = env_for(redis_settings)
+    audit = tmp_path / "audit"  # pcq's own --ledger files, kept outside Redis
+    env = env_for(redis_settings, PCQ_LEDGER=str(audit))
     with processes(tmp_path) as start:
         consumers = [
             start("consumer", "--drain", "--quiet", "--batch", "20", "--max-delay", "0", env=env)
@@ -55,6 +57,9 @@ def test_exactly_once_with_three_consumer_processes(
     assert processing_lists(redis_client, redis_settings) == {}
     assert registered(redis_client, redis_settings) == set()  # all deregistered
     assert "Starting producer =>" in producer.stderr  # demo lines on stderr with --json
+    report = Ledger(audit).report()
+    assert (report.produced, report.handled, report.handlings) == (3000, 3000, 3000), report
+    assert report.per_consumer == tally["per_consumer"]
     for key in ("seconds", "items_per_second", "redelivered"):
         assert key in tally
 

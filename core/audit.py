@@ -1,0 +1,132 @@
+"""An audit ledger kept outside the transport: ``--ledger DIR`` on produce/consume.
+
+The transports keep their own books (the Redis run sets, the local supervisor's
+shared memory). An audit that only read those would trust the thing it audits,
+so producers and consumers can also append what they did to plain files in a
+directory they share (a bind mount when they run in containers):
+
+* ``DIR/produced`` -- one line per item id, written once ``put`` returned (the
+  transport accepted the item);
+* ``DIR/handled`` -- ``id<TAB>consumer<TAB>delivery`` per item, written after the
+  handler returned and *before* the acknowledgement, so a consumer killed
+  between the two leaves a record and the redelivery that follows shows up as a
+  second record with a higher delivery number.
+
+Every record is one ``os.write`` on an ``O_APPEND`` descriptor: it is whole or
+absent even if its writer is SIGKILLed, and any number of writers in any number
+of processes (or containers on one host) never interleave. The test suite's
+ledger (``tests/ledger.py``) reads these files and counts lost, duplicated,
+unexpected and recovered ids.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from core.pattern import Handler
+from core.transport import Item, Transport
+
+__all__ = ["HANDLED", "PRODUCED", "AuditedTransport", "RecordFile", "audited_handler"]
+
+PRODUCED = "produced"
+HANDLED = "handled"
+
+
+class RecordFile:
+    """Appends tab-separated records to one file (safe across processes and SIGKILL).
+
+    Args:
+        path: The file (created if missing).
+        buffer: Records to collect before one write; 0 writes each at once.
+            Only for runs where nobody is killed (a buffered record dies with
+            its process).
+    """
+
+    def __init__(self, path: str | Path, buffer: int = 0) -> None:
+        self.path = Path(path)
+        self.buffer = buffer
+        self._pending: list[str] = []
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def add(self, *fields: object) -> None:
+        """Append one record."""
+        line = "\t".join(str(f).replace("\t", " ").replace("\n", " ") for f in fields) + "\n"
+        if self.buffer:
+            self._pending.append(line)
+            if len(self._pending) >= self.buffer:
+                self.flush()
+        else:
+            os.write(self._fd, line.encode("utf-8"))
+
+    def add_many(self, records: Iterable[tuple[object, ...]]) -> None:
+        """Append several records with one write (e.g. the ids of one accepted batch)."""
+        text = "".join("\t".join(map(str, rec)) + "\n" for rec in records)
+        if text:
+            os.write(self._fd, text.encode("utf-8"))
+
+    def flush(self) -> None:
+        """Write buffered records now."""
+        if self._pending:
+            os.write(self._fd, "".join(self._pending).encode("utf-8"))
+            self._pending = []
+
+    def close(self) -> None:
+        """Flush and close (idempotent)."""
+        if self._fd >= 0:
+            self.flush()
+            os.close(self._fd)
+            self._fd = -1
+
+
+def audited_handler(handle: Handler, out: RecordFile, consumer: str) -> Handler:
+    """Wrap ``handle`` so each item it completes is recorded in ``out``."""
+
+    def audited(item: Item) -> None:
+        handle(item)
+        out.add(item.id, consumer, item.deliveries)
+
+    return audited
+
+
+class AuditedTransport:
+    """A :class:`core.transport.Transport` that records the ids ``put`` accepted."""
+
+    def __init__(self, inner: Transport, out: RecordFile) -> None:
+        self.inner = inner
+        self.out = out
+
+    def put(self, items: Sequence[Item]) -> None:
+        """Put, then record: only ids the transport accepted are in the ledger."""
+        self.inner.put(items)
+        self.out.add_many((item.id,) for item in items)
+
+    def end_stream(self) -> None:
+        """Delegate."""
+        self.inner.end_stream()
+
+    def get(self, timeout: float) -> Sequence[Item] | None:
+        """Delegate."""
+        return self.inner.get(timeout)
+
+    def ack(self, item: Item) -> None:
+        """Delegate."""
+        self.inner.ack(item)
+
+    def nack(self, item: Item, reason: str) -> None:
+        """Delegate."""
+        self.inner.nack(item, reason)
+
+    def release(self, items: Sequence[Item]) -> None:
+        """Delegate."""
+        self.inner.release(items)
+
+
+def ledger_dir(path: str | Path) -> Path:
+    """Check that ``path`` is a writable directory (created if missing)."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"ledger directory {directory} is not writable")
+    return directory
