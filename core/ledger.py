@@ -7,14 +7,16 @@ and what it stored before dying stays visible to the supervisor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
+from itertools import repeat
 from multiprocessing.context import BaseContext
-from typing import Any
+from typing import Any, overload
 
 from core.transport import Item
 
-__all__ = ["INFLIGHT", "Ledger", "make_item"]
+__all__ = ["INFLIGHT", "ItemRun", "Ledger", "make_item", "make_items"]
 
 INFLIGHT = 4  # per consumer slot: first index, count, deliveries, owes-a-semaphore-release
 
@@ -46,6 +48,77 @@ def _item_factory() -> Callable[[str, str, float, int], Item]:
 
 
 make_item = _item_factory()
+
+
+def _items_factory() -> Callable[[int, list[str], list[float], int], list[Item]]:
+    """The fastest way to build a run of :class:`Item` objects (see :func:`make_items`).
+
+    Every step is a ``map`` over a C callable (``object.__new__``, ``str``,
+    the slot descriptors' ``__set__``), so no Python frame runs per item:
+    about a third cheaper than calling :data:`make_item` in a comprehension.
+    """
+    if make_item is Item:  # Item changed shape: fall back to its constructor
+        return lambda first, bodies, stamps, deliveries: [
+            Item(str(first + k), body, stamps[k], deliveries) for k, body in enumerate(bodies)
+        ]
+    new = object.__new__
+    set_id, set_body, set_at, set_deliveries = (
+        getattr(Item, f.name).__set__ for f in fields(Item)
+    )
+
+    def make(first: int, bodies: list[str], stamps: list[float], deliveries: int) -> list[Item]:
+        """Items ``first ..`` with these bodies and stamps, all with ``deliveries``."""
+        n = len(bodies)
+        items: list[Item] = list(map(new, repeat(Item, n)))
+        sink = deque[Any](maxlen=0).extend  # runs an iterator to its end, keeps nothing
+        sink(map(set_id, items, map(str, range(first, first + n))))
+        sink(map(set_body, items, bodies))
+        sink(map(set_at, items, stamps))
+        sink(map(set_deliveries, items, repeat(deliveries, n)))
+        return items
+
+    return make
+
+
+make_items = _items_factory()
+
+
+class ItemRun(Sequence[Item]):
+    """Items ``first .. first + len(bodies) - 1``, made at one instant, built only when read.
+
+    A producer hands one of these to ``Transport.put`` as an ordinary sequence
+    of items. :class:`core.mpqueue.LocalQueue` recognises it and sends its
+    bodies as they are, so a local producer never builds an :class:`Item` per
+    item; any other transport simply reads the items.
+    """
+
+    __slots__ = ("bodies", "deliveries", "first", "produced_at")
+
+    def __init__(self, first: int, bodies: list[str], produced_at: float, deliveries: int = 0):
+        self.first, self.bodies = first, bodies
+        self.produced_at, self.deliveries = produced_at, deliveries
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Item]: ...
+
+    def __getitem__(self, index: int | slice) -> Item | list[Item]:
+        if isinstance(index, slice):
+            return self._items()[index]
+        body = self.bodies[index]  # raises IndexError like a list
+        k = index + len(self.bodies) if index < 0 else index
+        return make_item(str(self.first + k), body, self.produced_at, self.deliveries)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self._items())
+
+    def _items(self) -> list[Item]:
+        stamps = [self.produced_at] * len(self.bodies)
+        return make_items(self.first, self.bodies, stamps, self.deliveries)
 
 
 class Ledger:
