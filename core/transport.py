@@ -22,15 +22,17 @@ Delivery contract (both adapters):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["Item", "Transport"]
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One unit of work.
+class Item(NamedTuple):
+    """One unit of work (immutable).
+
+    A named tuple rather than a frozen dataclass: the same constructor and
+    read-only attributes, but built by C code (``tuple.__new__``), about three
+    times cheaper, which matters when a consumer builds a million per second.
 
     Attributes:
         id: Unique id of the item within its run (the ledger key).
@@ -47,7 +49,7 @@ class Item:
 
     def delivered(self) -> Item:
         """Return a copy with the delivery count incremented."""
-        return replace(self, deliveries=self.deliveries + 1)
+        return Item(self.id, self.body, self.produced_at, self.deliveries + 1)
 
 
 @runtime_checkable
