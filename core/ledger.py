@@ -1,8 +1,12 @@
-"""The shared-memory ledger of a local run, and a fast :class:`Item` builder.
+"""The shared-memory ledger of a local run, and fast :class:`Item` builders.
 
-Everything here is written with plain stores into ``RawArray`` memory: no lock
-is ever taken, so a process SIGKILLed mid-write cannot leave anything locked,
-and what it stored before dying stays visible to the supervisor.
+Everything the ledger holds is written with plain stores into ``RawArray``
+memory: no lock is ever taken, so a process SIGKILLed mid-write cannot leave
+anything locked, and what it stored before dying stays visible to the supervisor.
+
+The builders (:data:`make_item`, :data:`make_items`, :class:`ItemRun`) exist
+for the batched hot path: at a few million items per second, building each
+``Item`` through Python code is the largest cost left on either side.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, overload
 
 from core.transport import Item
 
-__all__ = ["INFLIGHT", "ItemRun", "Ledger", "make_item", "make_items"]
+__all__ = ["INFLIGHT", "ItemRun", "Ledger", "item_ids", "make_item", "make_items"]
 
 INFLIGHT = 4  # per consumer slot: first index, count, deliveries, owes-a-semaphore-release
 
@@ -61,14 +65,34 @@ def _items_factory() -> Callable[[int, list[str], list[float], int], list[Item]]
     def make(first: int, bodies: list[str], stamps: list[float], deliveries: int) -> list[Item]:
         """Items ``first ..`` with these bodies and stamps, all with ``deliveries``."""
         n = len(bodies)
-        ids = map(str, range(first, first + n))
-        fields = zip(ids, bodies, stamps, repeat(deliveries, n))
+        fields = zip(item_ids(first, n), bodies, stamps, repeat(deliveries, n))
         return list(map(new, repeat(Item, n), fields))
 
     return make
 
 
 make_items = _items_factory()
+
+_TWO_DIGITS = tuple(f"{k:02d}" for k in range(100))
+
+
+def item_ids(first: int, count: int) -> list[str]:
+    """``[str(i) for i in range(first, first + count)]``, a third cheaper.
+
+    Consecutive ids share all but their last two digits: one ``str`` per
+    hundred, then a C-level concatenation per id (``str(int)`` is the single
+    largest cost of building a consumer's items).
+    """
+    end = first + count
+    lead = min(end, 100)
+    out = list(map(str, range(first, lead)))  # ids below 100 have no prefix
+    first = max(first, lead)
+    while first < end:
+        high, low = divmod(first, 100)
+        stop = min(100, end - high * 100)
+        out += map(str(high).__add__, _TWO_DIGITS[low:stop])
+        first += stop - low
+    return out
 
 
 class ItemRun(Sequence[Item]):

@@ -10,7 +10,7 @@ import pytest
 from fixtures_local import run_local_cli
 
 from core.console import Console
-from core.ledger import ItemRun, make_items
+from core.ledger import ItemRun, item_ids, make_items
 from core.mpqueue import MAX_MESSAGE, SENTINEL, Ledger, LocalQueue
 from core.pattern import consume, produce_batches
 from core.transport import Item
@@ -51,6 +51,12 @@ def test_make_items_equals_the_constructor() -> None:
     got = make_items(98, ["x", "y", "z"], [1.0, 2.0, 3.0], 4)
     assert got == [Item("98", "x", 1.0, 4), Item("99", "y", 2.0, 4), Item("100", "z", 3.0, 4)]
     assert all(type(item) is Item for item in got)
+
+
+@pytest.mark.parametrize("first", [0, 1, 7, 99, 100, 101, 150, 199, 1234, 1_234_567])
+@pytest.mark.parametrize("count", [0, 1, 2, 99, 100, 101, 250])
+def test_item_ids_equal_str(first: int, count: int) -> None:
+    assert item_ids(first, count) == [str(i) for i in range(first, first + count)]
 
 
 def test_item_run_round_trip_with_one_stamp(lq: LocalQueue) -> None:
