@@ -17,6 +17,10 @@ Delivery contract (both adapters):
 * ``get`` returns ``[]`` when nothing arrived within ``timeout`` and ``None``
   once the stream has ended and nothing is left for this consumer.
 * ``end_stream`` is the producer's "no more items from me".
+
+A transport may also offer ``ack_many(items)`` (same effect as ``ack`` on
+each, done at once): it is not part of the Protocol, :func:`core.pattern.consume`
+looks it up with ``getattr`` and uses it on its quiet batch path.
 """
 
 from __future__ import annotations
