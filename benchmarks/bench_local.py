@@ -9,7 +9,9 @@ clock covers the whole thing (process start to last join) on both sides.
 * pcq: :func:`core.local.run_local` (``--quiet``, ``--max-delay 0``), which also
   keeps the exactly-once ledger, records claims and survives ``kill -9``.
 
-Usage: ``python benchmarks/bench_local.py [--items N] [--batched-items N] [--pairs P]``.
+Usage: ``python benchmarks/bench_local.py [--items N] [--batched-items N] [--pairs P]
+[--only batched|unbatched]``. The table gives, per shape, the median ratio of
+the pairs and its range (least - greatest pair).
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class Row:
     raw: float  # median items/s
     pcq: float  # median items/s
     ratio: float  # median of the per-pair ratios pcq/raw
+    spread: tuple[float, float]  # least and greatest per-pair ratio
     raw_cpu: float  # least CPU microseconds per item, every process counted
     pcq_cpu: float
     target: float  # minimum pcq/raw ratio
@@ -140,7 +143,7 @@ def measure(n: int, consumers: int, batch: int, pairs: int, target: float) -> Ro
     label = f"1 -> {consumers}, batch {batch}"
     return Row(
         label, n, statistics.median(raws), statistics.median(ours), statistics.median(ratios),
-        min(raw_cpu), min(pcq_cpu), target,
+        (min(ratios), max(ratios)), min(raw_cpu), min(pcq_cpu), target,
     )
 
 
@@ -151,28 +154,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batched-items", type=int, default=3_000_000, help="items, batched")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=5, help="raw/pcq run pairs per shape")
+    parser.add_argument("--only", choices=("batched", "unbatched"), help="run only these shapes")
     args = parser.parse_args(argv)
+    shapes = [(1, args.items, 1.0), (args.batch, args.batched_items, 0.7)]
+    if args.only:
+        shapes = shapes[1:] if args.only == "batched" else shapes[:1]
     rows = []
     for consumers in (1, 4):
-        for batch, n, target in ((1, args.items, 1.0), (args.batch, args.batched_items, 0.7)):
+        for batch, n, target in shapes:
             row = measure(n, consumers, batch, args.pairs, target)
             rows.append(row)
             print(f"{row.label}: raw {row.raw:,.0f}/s, pcq {row.pcq:,.0f}/s", file=sys.stderr)
     table = Table(title=f"pcq local vs raw multiprocessing.Queue (medians of {args.pairs} pairs)")
     columns = (
-        "producer -> consumers", "items", "raw items/s", "pcq items/s", "pcq / raw", "target",
-        "met", "raw CPU us/item", "pcq CPU us/item",
+        "producer -> consumers", "items", "raw items/s", "pcq items/s", "pcq / raw",
+        "min - max", "target", "met", "raw CPU us/item", "pcq CPU us/item",
     )
     for col in columns:
         table.add_column(col, justify="left" if col == columns[0] else "right")
     for r in rows:
         table.add_row(
             r.label, f"{r.items:,}", f"{r.raw:,.0f}", f"{r.pcq:,.0f}", f"{r.ratio:.2f}x",
-            f">= {r.target:.1f}x", "yes" if r.ratio >= r.target else "NO",
+            f"{r.spread[0]:.2f} - {r.spread[1]:.2f}", f">= {r.target:.1f}x", "yes" if r.ratio >= r.target else "NO",
             f"{r.raw_cpu:.2f}", f"{r.pcq_cpu:.2f}",
         )
-    Console(width=140).print(table)
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    Console(width=160).print(table)
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} (5 min: {load[1]:.2f}) on {os.cpu_count()} CPUs")
     return 0
 
 

@@ -30,8 +30,8 @@ from multiprocessing.process import BaseProcess
 from typing import Any, TextIO
 
 from core.console import Console
-from core.mpqueue import Ledger, LocalQueue, make_item
-from core.pattern import consume, produce
+from core.mpqueue import ItemRun, Ledger, LocalQueue, make_item
+from core.pattern import consume, produce, produce_batches
 from core.report import LocalResult
 from core.supervisor import Supervisor
 from core.transport import Item
@@ -171,14 +171,34 @@ def producer_main(
     """A producer process: put items ``start .. end - 1`` on the queue."""
     _child_signals()
     queue.attach_producer(index)
-    start, end = span
     try:
-        names = bodies if bodies is not None else map(generated_name, range(start, end))
-        now = time.time
-        items = (make_item(str(i), name, now(), 0) for i, name in zip(range(start, end), names))
-        produce(queue, items, console, batch=batch, stop=queue.stop_check())
+        if batch == 1:  # one message per item anyway: per-item Items cost no more
+            start, end = span
+            names = bodies if bodies is not None else map(generated_name, range(start, end))
+            now = time.time
+            items = (make_item(str(i), name, now(), 0) for i, name in zip(range(start, end), names))
+            produce(queue, items, console, stop=queue.stop_check())
+        else:
+            produce_batches(queue, _runs(span, bodies, batch), console, stop=queue.stop_check())
     finally:
         queue.close()
+
+
+def _runs(span: tuple[int, int], bodies: list[str] | None, batch: int) -> Iterator[ItemRun]:
+    """The producer's items, ``batch`` at a time, each batch stamped when it is made.
+
+    An :class:`ItemRun` carries ids, bodies and one time; the local queue sends
+    it without ever building the :class:`Item` objects.
+    """
+    start, end = span
+    now = time.time
+    for first in range(start, end, batch):
+        last = min(end, first + batch)
+        if bodies is not None:
+            names = bodies[first - start : last - start]
+        else:
+            names = list(map(generated_name, range(first, last)))
+        yield ItemRun(first, names, now())
 
 
 def _no_work(item: Item) -> None:

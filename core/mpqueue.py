@@ -43,11 +43,11 @@ from typing import Any, cast
 
 from core.errors import PcqError
 from core.ledger import INFLIGHT as _INFLIGHT
-from core.ledger import Ledger, make_item
+from core.ledger import ItemRun, Ledger, make_item, make_items
 from core.transport import Item
 
 __all__ = [
-    "MAX_MESSAGE", "SENTINEL", "Ledger", "LocalQueue", "encode", "make_item", "runs",
+    "MAX_MESSAGE", "SENTINEL", "ItemRun", "Ledger", "LocalQueue", "encode", "make_item", "runs",
 ]
 
 # Largest datagram we send. The socket's default SO_SNDBUF (~208 KiB) caps a
@@ -189,18 +189,20 @@ class LocalQueue:
     # -------------------------------------------------------------- producer
     def put(self, items: Sequence[Item]) -> None:
         """Send ``items`` (one message, or several if too large); blocks when full."""
+        if type(items) is ItemRun:  # a local producer's run: no Item was ever built
+            count = len(items.bodies)
+            first = items.first
+            if count:
+                self.ledger.produced_at[first : first + count] = array("d", [items.produced_at]) * count
+                self._send_run(first, items.deliveries, items.bodies)
+            return
         count = len(items)
         if count == 1:  # the unbatched hot path: no lists, no loops
             item = items[0]
             first = int(item.id)
             self.ledger.produced_at[first] = item.produced_at
-            data = pickle.dumps((first, item.deliveries, [item.body], self._budgeted), _PROTOCOL)
-            if len(data) <= MAX_MESSAGE and self.sem is None:
-                self.tx.send(data)
-                if self.producer >= 0:
-                    self.ledger.put[self.producer] += 1
-                return
-        if count:
+            self._send_run(first, item.deliveries, [item.body])
+        elif count:
             self._put_many(items)
 
     def _put_many(self, items: Sequence[Item]) -> None:
@@ -213,8 +215,17 @@ class LocalQueue:
             return
         stamps = array("d", [item.produced_at for item in items])
         self.ledger.produced_at[first : first + count] = stamps
-        bodies = [item.body for item in items]
-        for data, n in encode_counted(first, items[0].deliveries, bodies, self._budgeted):
+        self._send_run(first, items[0].deliveries, [item.body for item in items])
+
+    def _send_run(self, first: int, deliveries: int, bodies: list[str]) -> None:
+        """Send items ``first ..`` with these bodies (stamps already in the ledger)."""
+        data = pickle.dumps((first, deliveries, bodies, self._budgeted), _PROTOCOL)
+        if len(data) <= MAX_MESSAGE and self.sem is None:  # the common case: one send
+            self.tx.send(data)
+            if self.producer >= 0:
+                self.ledger.put[self.producer] += len(bodies)
+            return
+        for data, n in encode_counted(first, deliveries, bodies, self._budgeted):
             if self.sem is not None and not self._acquire():
                 return  # stopping: never put, so never counted as produced
             self.tx.send(data)
@@ -271,9 +282,7 @@ class LocalQueue:
         stamps = self.ledger.produced_at
         if len(bodies) == 1:
             return [make_item(str(first), bodies[0], stamps[first], d)]
-        return [
-            make_item(str(first + k), body, stamps[first + k], d) for k, body in enumerate(bodies)
-        ]
+        return make_items(first, bodies, stamps[first : first + len(bodies)].tolist(), d)
 
     def _wait(self, timeout: float) -> int | None:
         """Block in recv for about ``timeout`` seconds (in RECV_WAIT steps).
@@ -306,6 +315,28 @@ class LocalQueue:
             done[idx] = self.serial + 1
         self._left -= 1
         if not self._left:
+            self.ledger.inflight[self._base + 1] = 0
+
+    def ack_many(self, items: Sequence[Item]) -> None:
+        """Like :meth:`ack` for each item, recorded in one store when the items are
+        one run of consecutive ids that nobody handled yet (the batch fast path)."""
+        count = len(items)
+        if count <= 1:  # unbatched: nothing to gain
+            for item in items:
+                self.ack(item)
+            return
+        first = int(items[0].id)
+        end = first + count
+        done = self.ledger.done
+        one_run = int(items[-1].id) == end - 1
+        # An item already done (a redelivery) takes the per-item path, which counts it.
+        if not one_run or done[first:end].tobytes() != bytes(done.itemsize * count):
+            for item in items:
+                self.ack(item)
+            return
+        done[first:end] = array("i", [self.serial + 1]) * count
+        self._left -= count
+        if self._left <= 0:
             self.ledger.inflight[self._base + 1] = 0
 
     def nack(self, item: Item, reason: str) -> None:

@@ -8,7 +8,7 @@ back what it claimed but did not handle when asked to stop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from core.console import Console
@@ -62,6 +62,33 @@ def produce(
     return put
 
 
+def produce_batches(
+    transport: Transport,
+    batches: Iterable[Sequence[Item]],
+    console: Console,
+    *,
+    stop: Callable[[], bool] = _never,
+) -> int:
+    """Like :func:`produce`, for a producer that already made its items in batches.
+
+    Each batch is one ``put`` (a :class:`core.ledger.ItemRun` lets the local
+    queue send it without building an :class:`Item` per item). ``stop()`` is
+    checked before each batch. Returns how many items were put.
+    """
+    console.starting_producer()
+    put = 0
+    for batch in batches:
+        if stop():
+            break
+        count = len(batch)
+        if count:
+            transport.put(batch)
+            put += count
+    transport.end_stream()
+    console.producer_exiting()
+    return put
+
+
 def consume(
     transport: Transport,
     handle: Handler,
@@ -75,8 +102,27 @@ def consume(
     ``stop()`` is checked between items: once true, the consumer finishes the
     item in hand, releases the rest of its batch and returns. A handler that
     raises does not kill the consumer: the item is ``nack``-ed with the reason.
+
+    With a quiet console and a transport that has an optional
+    ``ack_many(items)`` method, a batch's handled items are acknowledged
+    together once the batch is over (or before a nack or a release), instead of
+    one by one: the handler is still called once per item, but a consumer
+    killed mid-batch has the whole batch's unacknowledged items redelivered.
     """
     console.starting_consumer()
+    ack_many = getattr(transport, "ack_many", None)
+    if console.quiet and callable(ack_many):
+        stats = _consume_batches(transport, handle, ack_many, stop, poll)
+    else:
+        stats = _consume_items(transport, handle, console, stop, poll)
+    console.consumer_exiting()
+    return stats
+
+
+def _consume_items(
+    transport: Transport, handle: Handler, console: Console, stop: Callable[[], bool], poll: float
+) -> ConsumeStats:
+    """The general loop: one ``got`` line and one ``ack`` per item."""
     stats = ConsumeStats()
     while not stop():
         batch = transport.get(poll)
@@ -96,5 +142,45 @@ def consume(
                 continue
             transport.ack(item)
             stats.handled += 1
-    console.consumer_exiting()
+    return stats
+
+
+def _consume_batches(
+    transport: Transport,
+    handle: Handler,
+    ack_many: Callable[[Sequence[Item]], None],
+    stop: Callable[[], bool],
+    poll: float,
+) -> ConsumeStats:
+    """The quiet fast path: no ``got`` line, one ``ack_many`` per run of handled items.
+
+    ``acked`` is the index in the batch up to which every item was settled
+    (acknowledged, nacked or released): each item is settled exactly once.
+    """
+    stats = ConsumeStats()
+    get, nack = transport.get, transport.nack
+    while not stop():
+        batch = get(poll)
+        if batch is None:
+            break
+        acked = 0
+        for i, item in enumerate(batch):
+            if stop():
+                ack_many(batch[acked:i])
+                stats.handled += i - acked
+                transport.release(batch[i:])
+                stats.released += len(batch) - i
+                acked = len(batch)
+                break
+            try:
+                handle(item)
+            except Exception as exc:  # noqa: BLE001 - user code: any failure is the item's
+                ack_many(batch[acked:i])
+                stats.handled += i - acked
+                nack(item, f"{type(exc).__name__}: {exc}")
+                stats.failed += 1
+                acked = i + 1
+        if acked < len(batch):
+            ack_many(batch[acked:] if acked else batch)
+            stats.handled += len(batch) - acked
     return stats

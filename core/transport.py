@@ -17,20 +17,26 @@ Delivery contract (both adapters):
 * ``get`` returns ``[]`` when nothing arrived within ``timeout`` and ``None``
   once the stream has ended and nothing is left for this consumer.
 * ``end_stream`` is the producer's "no more items from me".
+
+A transport may also offer ``ack_many(items)`` (same effect as ``ack`` on
+each, done at once): it is not part of the Protocol, :func:`core.pattern.consume`
+looks it up with ``getattr`` and uses it on its quiet batch path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["Item", "Transport"]
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One unit of work.
+class Item(NamedTuple):
+    """One unit of work (immutable).
+
+    A named tuple rather than a frozen dataclass: the same constructor and
+    read-only attributes, but built by C code (``tuple.__new__``), about three
+    times cheaper, which matters when a consumer builds a million per second.
 
     Attributes:
         id: Unique id of the item within its run (the ledger key).
@@ -47,7 +53,7 @@ class Item:
 
     def delivered(self) -> Item:
         """Return a copy with the delivery count incremented."""
-        return replace(self, deliveries=self.deliveries + 1)
+        return Item(self.id, self.body, self.produced_at, self.deliveries + 1)
 
 
 @runtime_checkable

@@ -116,6 +116,28 @@ def test_sigkill_random_consumers_every_1_to_3_s(driver: Callable[..., Driver]) 
     assert not live_pids(run.pids("consumer") + run.pids("producer")), "a child outlived the run"
 
 
+def test_sigkill_random_consumers_mid_batch(driver: Callable[..., Driver]) -> None:
+    """The quiet batch path (one ack per batch): a killed consumer's handled but
+    unacknowledged items come back as counted redeliveries, never as losses."""
+    run = driver("--items", str(CHAOS_ITEMS), "--producers", "1", "--consumers", "4",
+                 "--batch", "10", "--delay", "0.01")
+    started = time.monotonic()
+    log = kill_loop(lambda: run.pids("consumer"), kills=CHAOS_KILLS, rng=chaos_rng(),
+                    finished=popen_finished(run.proc), deadline=started + 120)
+    (run.dir / "slow").unlink()
+    code, result, err = run.finish(timeout=120)
+
+    print(f"{len(log)} kills at {log.kills}; run took {time.monotonic() - started:.1f}s")
+    assert len(log) >= CHAOS_KILLS, f"the run ended after {len(log)} kills: {result}"
+    assert code == 0, err[-3000:]
+    assert result["lost"] == 0 and result["produced"] == CHAOS_ITEMS, result
+    report = run.ledger.report()
+    print(report.summary())
+    report.assert_sound(duplicates_allowed=result["redelivered"])
+    assert report.recovered >= 1, "no killed consumer held an item: the test proved nothing"
+    assert not live_pids(run.pids("consumer") + run.pids("producer")), "a child outlived the run"
+
+
 def test_consumer_killed_holding_the_console_lock_does_not_deadlock(
     driver: Callable[..., Driver],
 ) -> None:
