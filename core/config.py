@@ -53,6 +53,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "PCQ_MAX_DELAY": ("max_delay", float),
     "PCQ_ITEMS": ("items", int),
     "PCQ_REDIS_RETRIES": ("retries", int),
+    "PCQ_RUN_TTL": ("run_ttl", int),
 }
 
 
@@ -85,6 +86,8 @@ class RedisSettings:
         max_delay: Upper bound of the demo handler's random sleep (seconds).
         items: Producer: how many items to generate (None: the seed's names).
         retries: Reconnection attempts before a command gives up.
+        run_ttl: Seconds a finished run's ledger and tally stay in Redis
+            (0: for ever); see :func:`core.tally.retire_run`.
     """
 
     url: str = DEFAULT_URL
@@ -97,6 +100,7 @@ class RedisSettings:
     max_delay: float = 0.5
     items: int | None = None
     retries: int = 10
+    run_ttl: int = 7 * 24 * 3600
 
     def __post_init__(self) -> None:
         self._check_url()
@@ -122,6 +126,8 @@ class RedisSettings:
             raise UsageProblem(f"items must be >= 0, got {self.items}")
         if self.retries < 0:
             raise UsageProblem(f"retries must be >= 0, got {self.retries}")
+        if self.run_ttl < 0:
+            raise UsageProblem(f"run TTL must be >= 0 seconds, got {self.run_ttl}")
 
     def _check_url(self) -> None:
         shown = redact_url(self.url)

@@ -35,6 +35,11 @@ Key layout (``P`` = ``pcq:{Q}``)::
                                  runs, expires 6 x PCQ_HEARTBEAT_TTL after it died:
                                  ``consume --drain`` then stops waiting for the run
 
+Retention: once a producer has read its run's final tally, ``P:run:<run>``,
+``:acked``, ``:dead`` and ``:by`` expire after PCQ_RUN_TTL (7 days), and runs
+older than that leave ``P:runs``. ``P:dead`` is the operator's inbox and is
+never trimmed by pcq.
+
 RQ mode (``pcq produce --via rq``; ``Q`` is the RQ queue name, and RQ's own
 keys ``rq:queue:Q``, ``rq:job:<id>``, ``rq:finished:Q``, ``rq:failed:Q``... sit
 beside these; see :mod:`consumer.rq_jobs`)::

@@ -28,7 +28,7 @@ from core.config import RedisSettings
 from core.keys import Keys
 from core.redisconn import connect
 
-__all__ = ["TALLY_KEYS", "queue_status", "read_tally", "wait_for_tally"]
+__all__ = ["TALLY_KEYS", "queue_status", "read_tally", "retire_run", "wait_for_tally"]
 
 TALLY_KEYS = (
     "produced", "consumed", "lost", "duplicates", "redelivered", "dead_letters",
@@ -42,6 +42,24 @@ def _int(value: Any) -> int:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def retire_run(client: redis.Redis, keys: Keys, run: str, ttl: int) -> None:
+    """Let a finished run's keys expire in ``ttl`` seconds; forget runs older than that.
+
+    A run's ledger holds one id per item (a million-item run: tens of MB), so
+    once its producer has read the final tally the run's hash and sets get a
+    TTL, and the ``runs`` index drops runs that started more than ``ttl`` ago.
+    A run whose producer died before that keeps its keys (nobody read its
+    tally yet); ``ttl`` 0 keeps everything.
+    """
+    if ttl <= 0:
+        return
+    with client.pipeline(transaction=True) as pipe:
+        for key in (keys.run(run), keys.acked(run), keys.run_dead(run), keys.by_consumer(run)):
+            pipe.expire(key, ttl)
+        pipe.zremrangebyscore(keys.runs, "-inf", time.time() - ttl)
+        pipe.execute()
 
 
 def read_tally(client: redis.Redis, keys: Keys, run: str) -> dict[str, Any]:

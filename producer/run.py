@@ -18,7 +18,7 @@ from core.pattern import produce
 from core.payload import BadPayload
 from core.redisconn import Retrier, connect, stderr_log
 from core.redisq import RedisQueue
-from core.tally import read_tally, wait_for_tally
+from core.tally import read_tally, retire_run, wait_for_tally
 from core.transport import Item
 
 __all__ = ["bodies", "run_producer"]
@@ -88,6 +88,8 @@ def run_producer(
             timeout=timeout,
             stop=halt.is_set,
         )
+        if tally["complete"]:
+            retrier.call(retire_run, client, keys, run, settings.run_ttl)
     finally:
         queue.close(reachable=False)  # stops the run's liveness thread if still going
         client.close()

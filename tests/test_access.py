@@ -24,6 +24,7 @@ import core
 from core.config import RedisSettings
 from core.console import Console
 from core.keys import Keys
+from core.tally import retire_run
 from core.transport import Item
 from producer.rq_mode import RqOptions, produce_rq
 
@@ -136,6 +137,11 @@ def test_producer_may_only_push_to_its_queue(acl_server: OwnRedis) -> None:
         refused(client.rpush, K.dead, b"x")
         refused(client.sadd, K.consumers, "fake")
         refused(client.eval, "return 1", 0)
+        # Retiring a finished run: EXPIRE on run keys and trimming the run index only.
+        retire_run(client, K, "r1", 60)
+        refused(client.expire, K.queue, 1)
+        refused(client.expire, K.dead, 1)
+        refused(client.zremrangebyscore, K.open, "-inf", "+inf")
     with role_client(acl_server, "admin") as admin:
         admin.delete(K.queue)
 

@@ -57,6 +57,10 @@ def test_exactly_once_with_three_consumer_processes(
     assert processing_lists(redis_client, redis_settings) == {}
     assert registered(redis_client, redis_settings) == set()  # all deregistered
     assert "Starting producer =>" in producer.stderr  # demo lines on stderr with --json
+    # The run's ledger is kept for PCQ_RUN_TTL (7 days), then expires.
+    ttls = [redis_client.ttl(k) for k in (Keys(redis_settings.queue).acked(run),
+                                          Keys(redis_settings.queue).run(run))]
+    assert all(0 < t <= 7 * 24 * 3600 for t in ttls), ttls
     report = Ledger(audit).report()
     assert (report.produced, report.handled, report.handlings) == (3000, 3000, 3000), report
     assert report.per_consumer == tally["per_consumer"]

@@ -16,7 +16,7 @@ from core.keys import Keys
 from core.pattern import consume, produce
 from core.redisconn import connect
 from core.redisq import RedisQueue
-from core.tally import queue_status, read_tally
+from core.tally import queue_status, read_tally, retire_run
 from core.transport import Item, Transport
 
 
@@ -262,3 +262,21 @@ def test_queue_status(client: redis.Redis, redis_settings: RedisSettings) -> Non
         assert 0 <= me["heartbeat_age"] < settings.heartbeat_ttl
     finally:
         consumer.close()
+
+
+def test_retire_run_expires_its_keys_and_trims_old_runs(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    keys = Keys(redis_settings.queue)
+    producer = RedisQueue(client, redis_settings)
+    run = producer.open_run()
+    producer.put(items(run, 2))
+    producer.end_stream()
+    client.sadd(keys.acked(run), f"{run}:0")  # as an ack would
+    client.zadd(keys.runs, {"ancient": time.time() - 3600})
+    retire_run(client, keys, run, 0)  # 0: keep for ever
+    assert client.ttl(keys.run(run)) == -1 and client.zscore(keys.runs, "ancient") is not None
+    retire_run(client, keys, run, 600)
+    assert 0 < client.ttl(keys.run(run)) <= 600 and 0 < client.ttl(keys.acked(run)) <= 600
+    assert client.zscore(keys.runs, "ancient") is None  # started an hour ago: forgotten
+    assert client.zscore(keys.runs, run) is not None  # this run is still listed
