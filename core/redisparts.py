@@ -66,30 +66,22 @@ class Scripts:
 
 
 class AckBuffer:
-    """Acknowledgements not yet sent, grouped by run for the claim script."""
+    """Acknowledgements not yet sent: ids and payloads, in acknowledgement order."""
 
     def __init__(self) -> None:
-        self.by_run: dict[str, list[str]] = {}
+        self.ids: list[str] = []
         self.raws: list[bytes] = []
         self.since = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self.raws)
+        return bool(self.ids)
 
-    def add(self, item_id: str, raw: bytes) -> None:
-        """Buffer the acknowledgement of ``item_id`` (payload ``raw``)."""
-        if not self.raws:
-            self.since = time.monotonic()
-        run = item_id.rpartition(":")[0]
-        ids = self.by_run.get(run)
-        if ids is None:
-            ids = self.by_run[run] = []
-        ids.append(item_id)
+    def add(self, item_id: str, raw: bytes, now: float) -> None:
+        """Buffer the acknowledgement of ``item_id`` (payload ``raw``) at ``now`` (monotonic)."""
+        if not self.ids:
+            self.since = now
+        self.ids.append(item_id)
         self.raws.append(raw)
-
-    def age(self) -> float:
-        """Seconds since the oldest buffered acknowledgement."""
-        return time.monotonic() - self.since if self.raws else 0.0
 
     def args(self, covers_all: bool) -> list[Any]:
         """The claim script's ack arguments (see ``claim.lua``).
@@ -99,15 +91,33 @@ class AckBuffer:
                 script may drop the whole processing list instead of removing
                 payloads one by one (and they need not be sent).
         """
-        out: list[Any] = ["all" if covers_all else "some", len(self.by_run)]
-        for run, ids in self.by_run.items():
-            out += (run, ",".join(ids))  # ids never contain ',' (see core.payload)
+        out: list[Any] = ["all" if covers_all else "some"]
+        out += self.by_run()
         if not covers_all:
             out += self.raws
         return out
 
+    def by_run(self) -> list[Any]:
+        """``[number of runs, run, its ids joined by ',', ...]`` (ids never contain ',')."""
+        ids = self.ids
+        if not ids:
+            return [0]
+        run = ids[0].rpartition(":")[0]
+        joined = ",".join(ids)
+        # Usually one run: every id starts with "<run>:" exactly when ",<run>:"
+        # occurs once per id in ",<joined>" (a run has no ':', an id no ',').
+        if ("," + joined).count(f",{run}:") == len(ids):
+            return [1, run, joined]
+        groups: dict[str, list[str]] = {}
+        for item_id in ids:
+            groups.setdefault(item_id.rpartition(":")[0], []).append(item_id)
+        out: list[Any] = [len(groups)]
+        for name, members in groups.items():
+            out += (name, ",".join(members))
+        return out
+
     def clear(self) -> None:
-        self.by_run = {}
+        self.ids = []
         self.raws = []
 
 

@@ -13,7 +13,7 @@ import redis
 from core.config import RedisSettings
 from core.errors import PcqError
 from core.keys import Keys
-from core.payload import encode
+from core.payload import encode_many
 from core.redisconn import Retrier
 from core.redisparts import Heartbeat, Scripts
 from core.transport import Item
@@ -80,7 +80,7 @@ class ProducerSide:
         if not items:
             return
         run = self.run if self.run is not None else self.open_run()
-        raws = [encode(item, run, self.settings.max_payload_bytes) for item in items]
+        raws = encode_many(items, run, self.settings.max_payload_bytes)
         self._seq += 1
         keys = [self.keys.queue, self.keys.run(run)]
         args: list[bytes | str | int] = [self.settings.high_water, self._seq, *raws]

@@ -115,7 +115,10 @@ class RedisQueue(ProducerSide):
         self._scripts = Scripts(client)
         self._seq = 0
         self._quiet_until = 0.0  # backpressure: no "waiting" line before this time
-        self._held: dict[str, list[bytes]] = {}
+        # What this consumer holds: id -> payload, and further copies of an id
+        # claimed twice in one batch (rare: only a hostile or duplicated push).
+        self._held: dict[str, bytes] = {}
+        self._dups: dict[str, list[bytes]] = {}
         self._acks = AckBuffer()
         self._busy = True  # items were left in the queue: try a non-blocking claim first
         self._calls = 0
@@ -201,8 +204,9 @@ class RedisQueue(ProducerSide):
 
     def ack(self, item: Item) -> None:
         """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
-        self._acks.add(item.id, self._take(item))
-        if self._acks.age() > ACK_FLUSH_SECONDS:
+        now = time.monotonic()
+        self._acks.add(item.id, self._take(item), now)
+        if now - self._acks.since > ACK_FLUSH_SECONDS:
             self.flush()
 
     def nack(self, item: Item, reason: str) -> None:
@@ -248,7 +252,8 @@ class RedisQueue(ProducerSide):
             return
         try:
             self.flush()
-            left = [Item(i, "", 0.0) for i, raws in self._held.items() for _ in raws]
+            left = [Item(i, "", 0.0) for i in self._held]
+            left += [Item(i, "", 0.0) for i, raws in self._dups.items() for _ in raws]
             self.release(left)
         finally:
             if self._heart is not None:
@@ -266,13 +271,17 @@ class RedisQueue(ProducerSide):
 
     # Internals -------------------------------------------------------------------
     def _take(self, item: Item) -> bytes:
-        raws = self._held.get(item.id)
-        if not raws:
+        if self._dups:
+            raws = self._dups.get(item.id)
+            if raws:
+                raw = raws.pop()
+                if not raws:
+                    del self._dups[item.id]
+                return raw
+        taken = self._held.pop(item.id, None)
+        if taken is None:
             raise PcqError(f"item {item.id} is not held by consumer {self.consumer}")
-        raw = raws.pop()
-        if not raws:
-            del self._held[item.id]
-        return raw
+        return taken
 
     def _claim_keys(self) -> list[str]:
         if not self._ckeys:
@@ -284,7 +293,7 @@ class RedisQueue(ProducerSide):
     def _claim_args(self, want: int) -> list[Any]:
         # Every call gets the next number; the script skips one it has applied.
         self._calls += 1
-        acks = self._acks.args(covers_all=not self._held)
+        acks = self._acks.args(covers_all=not self._held and not self._dups)
         return [self.keys.prefix, self.consumer, self._call_prefix, self._calls, want, *acks]
 
     def _claim(self, want: int) -> list[Item]:
@@ -321,20 +330,21 @@ class RedisQueue(ProducerSide):
 
     def _hold(self, reply: list[Any]) -> list[Item]:
         """Take the claim script's reply as what this consumer now holds."""
-        self._held = {}
+        self._held, self._dups = {}, {}
         self._busy = int(reply[1]) > 0
         return self._decode(reply[2:], int(reply[0]) > 0)
 
     def _decode(self, raws: list[bytes], counted: bool) -> list[Item]:
         items: list[Item] = []
-        cap = self.settings.max_payload_bytes
+        cap, held = self.settings.max_payload_bytes, self._held
         for raw in raws:
             try:
                 item = decode(raw, cap)
             except BadPayload as exc:
                 self._dead_letter(raw, str(exc), "", "malformed")
                 continue
-            self._held.setdefault(item.id, []).append(raw)
+            if held.setdefault(item.id, raw) is not raw:
+                self._dups.setdefault(item.id, []).append(raw)
             items.append(item)
         if counted and items:  # some items failed before: fetch their counts
             failed = self._retry.call(self.client.hmget, self.keys.deliveries, [i.id for i in items])
