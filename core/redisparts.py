@@ -1,4 +1,5 @@
-"""Building blocks of :class:`core.redisq.RedisQueue`: Lua scripts, ack buffer, heartbeat."""
+"""Building blocks of :class:`core.redisq.RedisQueue`: Lua scripts, its own connection,
+ack buffer, heartbeat."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
-from redis.client import Pipeline
-from redis.exceptions import NoScriptError, RedisError
+from redis.connection import Connection
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from core.errors import PcqError
+from core.redisconn import RETRYABLE
 
-__all__ = ["AckBuffer", "Heartbeat", "Scripts"]
+__all__ = ["AckBuffer", "Heartbeat", "Scripts", "Wire"]
 
 T = TypeVar("T")
 _LUA_DIR = Path(__file__).with_name("lua")
@@ -27,14 +29,75 @@ def _lua(name: str) -> str:
     return (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
 
 
+class Wire:
+    """One connection of the client's pool, kept for the hot path of one thread.
+
+    ``execute`` sends commands in one write and reads their replies, without
+    redis-py's per-command machinery (pool checkout, retry wrapper, metrics
+    hooks): that machinery costs more client CPU than the round trip itself
+    when items go one by one. Connection trouble is retried by the client's own
+    ``Retry`` (as redis-py would), then raised for :class:`core.redisconn.Retrier`.
+    Only ever used by one thread (the consumer's or the producer's main thread).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._retry = client.get_retry()
+        self._conn: Connection | None = None
+
+    def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` pipelined; return their replies.
+
+        Raises:
+            ResponseError: the first error reply (after all replies were read).
+        """
+        try:
+            return self._once(commands)
+        except RETRYABLE:
+            if self._retry is None:
+                raise
+            # The same commands again: every script we send is safe to repeat.
+            return self._retry.call_with_retry(lambda: self._once(commands), lambda _: None)
+
+    def _once(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self._pool.get_connection()
+        replies: list[Any] = []
+        error: ResponseError | None = None
+        try:
+            if len(commands) == 1:
+                conn.send_command(*commands[0])
+            else:
+                conn.send_packed_command(conn.pack_commands(commands))
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except ResponseError as exc:  # NOSCRIPT, WRONGTYPE...: the reply is read
+                    replies.append(exc)
+                    error = error or exc
+        except BaseException:
+            conn.disconnect()  # half a conversation: start the next one afresh
+            raise
+        if error is not None:
+            raise error
+        return replies
+
+    def close(self) -> None:
+        """Hand the connection back to the pool."""
+        if self._conn is not None:
+            self._pool.release(self._conn)
+            self._conn = None
+
+
 class Scripts:
     """The Lua scripts of ``core/lua``, registered once per client.
 
     Called directly they use EVALSHA and reload themselves on NOSCRIPT (a
-    restarted Redis has forgotten them). Inside a pipeline, :meth:`queue`
-    sends a bare EVALSHA -- redis-py's own pipeline support would add a
+    restarted Redis has forgotten them). On a :class:`Wire`, :meth:`command`
+    gives a bare EVALSHA -- redis-py's own pipeline support would add a
     ``SCRIPT EXISTS`` round trip to every execute -- and :meth:`reloading`
-    loads them all and runs the pipeline again when Redis answers NOSCRIPT.
+    loads them all and runs the commands again when Redis answers NOSCRIPT.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -48,9 +111,9 @@ class Scripts:
         self.reap = self._scripts["reap"]
         self.drained = self._scripts["drained"]
 
-    def queue(self, pipe: Pipeline, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
-        """Add an EVALSHA of script ``name`` to ``pipe``."""
-        pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+    def command(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
+        """The EVALSHA command of script ``name``, for :meth:`Wire.execute`."""
+        return ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
 
     def reloading(self, run: Callable[[], T]) -> T:
         """Return ``run()``; on NOSCRIPT load every script and run it once more.

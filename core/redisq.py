@@ -57,7 +57,7 @@ from core.errors import PcqError
 from core.keys import Keys
 from core.payload import BadPayload, dead_record, decode
 from core.redisconn import Retrier, stderr_log
-from core.redisparts import AckBuffer, Heartbeat, Scripts
+from core.redisparts import AckBuffer, Heartbeat, Scripts, Wire
 from core.redisproducer import ProducerSide, new_run_id
 from core.tally import queue_status
 from core.transport import Item
@@ -113,6 +113,7 @@ class RedisQueue(ProducerSide):
         self._wait = wait
         self._retry = Retrier(settings, log, wait)
         self._scripts = Scripts(client)
+        self._wire = Wire(client)  # claims and pushes: this thread's own connection
         self._seq = 0
         self._quiet_until = 0.0  # backpressure: no "waiting" line before this time
         # What this consumer holds: id -> payload, and further copies of an id
@@ -230,8 +231,7 @@ class RedisQueue(ProducerSide):
     def flush(self) -> None:
         """Send buffered acknowledgements now."""
         if self._acks:
-            args = self._claim_args(0)
-            self._retry.call(self._scripts.claim, self._claim_keys(), args)
+            self._eval("claim", self._claim_keys(), self._claim_args(0))
             self._acks.clear()
 
     def close(self, reachable: bool = True) -> None:
@@ -245,21 +245,24 @@ class RedisQueue(ProducerSide):
                 threads (no more retrying); the reaper will requeue our items.
         """
         self._stop_producer_beat()
-        if not reachable:
-            if self._heart is not None:
-                self._heart.stop()
-                self._heart = None
-            return
         try:
-            self.flush()
-            left = [Item(i, "", 0.0) for i in self._held]
-            left += [Item(i, "", 0.0) for i, raws in self._dups.items() for _ in raws]
-            self.release(left)
+            if not reachable:
+                if self._heart is not None:
+                    self._heart.stop()
+                    self._heart = None
+                return
+            try:
+                self.flush()
+                left = [Item(i, "", 0.0) for i in self._held]
+                left += [Item(i, "", 0.0) for i, raws in self._dups.items() for _ in raws]
+                self.release(left)
+            finally:
+                if self._heart is not None:
+                    self._heart.stop()
+                    self._heart = None
+                    self._retry.call(self._deregister)
         finally:
-            if self._heart is not None:
-                self._heart.stop()
-                self._heart = None
-                self._retry.call(self._deregister)
+            self._wire.close()
 
     def _deregister(self) -> None:
         k, me = self.keys, self.consumer
@@ -297,7 +300,7 @@ class RedisQueue(ProducerSide):
         return [self.keys.prefix, self.consumer, self._call_prefix, self._calls, want, *acks]
 
     def _claim(self, want: int) -> list[Item]:
-        reply = self._retry.call(self._scripts.claim, self._claim_keys(), self._claim_args(want))
+        reply = self._eval("claim", self._claim_keys(), self._claim_args(want))
         self._acks.clear()
         return self._hold(reply)
 
@@ -308,22 +311,16 @@ class RedisQueue(ProducerSide):
         more = self.settings.batch - 1
         claim = self._claim_args(more) if more else None
 
-        def cycle() -> list[Any]:
-            with self.client.pipeline(transaction=False) as pipe:
-                if acks is not None:
-                    self._scripts.queue(pipe, "claim", keys, acks)
-                # Redis >= 6 takes a fractional timeout; redis-py's hint says int.
-                pipe.blmove(k.queue, k.processing(me), timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
-                if claim is not None:
-                    self._scripts.queue(pipe, "claim", keys, claim)
-                else:  # batch 1: read what we hold natively (cheaper than a script)
-                    pipe.sadd(k.consumers, me)
-                    pipe.hlen(k.deliveries)
-                    pipe.llen(k.queue)
-                    pipe.lrange(k.processing(me), 0, -1)
-                return pipe.execute()
-
-        replies = self._retry.call(self._scripts.reloading, cycle)
+        commands: list[Sequence[Any]] = []
+        if acks is not None:
+            commands.append(self._scripts.command("claim", keys, acks))
+        commands.append(("BLMOVE", k.queue, k.processing(me), "LEFT", "RIGHT", timeout))
+        if claim is not None:
+            commands.append(self._scripts.command("claim", keys, claim))
+        else:  # batch 1: read what we hold natively (cheaper than a script)
+            commands += [("SADD", k.consumers, me), ("HLEN", k.deliveries), ("LLEN", k.queue),
+                         ("LRANGE", k.processing(me), 0, -1)]  # fmt: skip
+        replies = self._retry.call(self._scripts.reloading, lambda: self._wire.execute(commands))
         if claim is not None:
             return self._hold(replies[-1])
         return self._hold([replies[-3], replies[-2], *replies[-1]])
