@@ -323,13 +323,13 @@ class RedisQueue(ProducerSide):
         replies = self._retry.call(self._scripts.reloading, lambda: self._wire.execute(commands))
         if claim is not None:
             return self._hold(replies[-1])
-        return self._hold([replies[-3], replies[-2], *replies[-1]])
+        return self._hold([replies[-3], replies[-2], replies[-1]])
 
     def _hold(self, reply: list[Any]) -> list[Item]:
         """Take the claim script's reply as what this consumer now holds."""
         self._held, self._dups = {}, {}
-        self._busy = int(reply[1]) > 0
-        return self._decode(reply[2:], int(reply[0]) > 0)
+        self._busy = int(reply[1]) > 0  # the queue may hold more (see claim.lua)
+        return self._decode(reply[2], int(reply[0]) > 0)
 
     def _decode(self, raws: list[bytes], counted: bool) -> list[Item]:
         items: list[Item] = []
