@@ -166,3 +166,22 @@ def test_claims_tell_whether_the_queue_may_hold_more(
     finally:
         consumer.close()
         producer.close()
+
+
+def test_one_by_one_claims_see_an_empty_queue(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    settings = redis_settings.with_overrides(batch=1)
+    producer = RedisQueue(client, settings)
+    consumer = RedisQueue(client, settings, consumer="c1")
+    try:
+        run = producer.open_run()
+        producer.put(items(run, 0, 2))
+        got = consumer.get(0.2) or []
+        assert len(got) == 1 and consumer._busy  # one more is waiting
+        consumer.ack(got[0])
+        got = consumer.get(0.2) or []
+        assert len(got) == 1 and not consumer._busy  # that was the last: block next time
+        consumer.ack(got[0])
+        consumer.flush()
+    finally:
+        consumer.close()
+        producer.close()

@@ -8,9 +8,10 @@
 -- (One joined argument instead of one per id: packing arguments costs the client
 -- more than splitting them costs Lua.)
 -- Returns {HLEN deliveries, busy, {payload...}}: failures pending anywhere, 1 if the
--- queue may hold more (the claim got all it asked for; a guess that saves an LLEN per
--- call: when wrong, the next claim finds nothing and the client blocks in BLMOVE), and
--- what the consumer holds after the call.
+-- queue may hold more, and what the consumer holds after the call. For a batch, busy
+-- is whether the claim got all it asked for: a guess that saves an LLEN per call (when
+-- wrong, the next claim finds nothing and the client blocks in BLMOVE). One by one
+-- the guess would be wrong whenever the queue runs dry, so LLEN tells.
 -- Every redis.call costs about a microsecond of Redis CPU on top of its work (the
 -- reply round-trips through RESP), so this script makes as few as it can.
 
@@ -79,7 +80,7 @@ if want == 1 then
   if not one then
     busy = 0
   elseif emptied or redis.call('LLEN', KEYS[2]) == 1 then
-    return {failures, 1, {one}}
+    return {failures, redis.call('LLEN', KEYS[1]), {one}}
   end
 elseif want > 1 then
   local popped = redis.call('LMPOP', 1, KEYS[1], 'LEFT', 'COUNT', want)
