@@ -27,6 +27,11 @@ The reliable-list pattern (key layout in :mod:`core.keys`):
 * **bad payloads** (not JSON, wrong schema, too big, invalid UTF-8) are
   dead-lettered at once with the reason; the consumer keeps going.
 
+Claims, acknowledgements and pushes -- the per-item hot path -- go over one
+connection of the client's pool that the queue keeps for its thread
+(:class:`core.redisparts.Wire`), without redis-py's per-command machinery; the
+rest (heartbeat thread, nack, release, status) goes through redis-py as usual.
+
 The producer half lives in :mod:`core.redisproducer`; while a producer runs it
 keeps its run's liveness key fresh, so ``consume --drain`` stops waiting for a
 run whose producer was killed before closing it.
