@@ -64,7 +64,7 @@ class Wire:
     def _once(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         conn = self._conn
         if conn is None:
-            conn = self._conn = self._pool.get_connection()
+            conn = self._conn = self._checkout()
         replies: list[Any] = []
         error: ResponseError | None = None
         try:
@@ -83,6 +83,12 @@ class Wire:
         if error is not None:
             raise error
         return replies
+
+    def _checkout(self) -> Connection:
+        try:
+            return self._pool.get_connection()
+        except TypeError:  # an older redis-py wants a command name (newer ones warn if given)
+            return self._pool.get_connection("EVALSHA")  # type: ignore[call-arg,unused-ignore]
 
     def close(self) -> None:
         """Hand the connection back to the pool."""
