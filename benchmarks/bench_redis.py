@@ -159,6 +159,10 @@ class Sample:
     def cpu_total(self) -> float:
         return sum(self.cpu_us.values())
 
+    def cpu_text(self) -> str:
+        parts = "+".join(f"{self.cpu_us[k]:.1f}" for k in ("producer", "consumer", "redis"))
+        return f"{self.cpu_total:.1f} ({parts})"
+
 
 def redis_cpu(port: int) -> float:
     with redis.Redis(port=port) as r:
@@ -231,15 +235,13 @@ def main() -> None:
             server.wait(timeout=10)
     table = Table(title=f"Redis list, 1 producer / 1 consumer, no-op handler (median of {opts.repeat})")
     for col in ("mode", "items", "raw items/s", "pcq items/s", "ratio", "target",
-                "raw CPU us/item", "pcq CPU us/item (prod+cons+redis)"):  # fmt: skip
+                "raw CPU us/item (prod+cons+redis)", "pcq CPU us/item (prod+cons+redis)"):  # fmt: skip
         table.add_column(col, justify="right")
     for mode, n, raw, pcq, target in rows:
         ratio = pcq.items_per_second / raw.items_per_second
         verdict = "met" if ratio >= target else "MISSED"
-        parts = "+".join(f"{pcq.cpu_us[k]:.1f}" for k in ("producer", "consumer", "redis"))
         table.add_row(mode, f"{n:,}", f"{raw.items_per_second:,.0f}", f"{pcq.items_per_second:,.0f}",
-                      f"{ratio:.2f}x", f">= {target}x {verdict}", f"{raw.cpu_total:.1f}",
-                      f"{pcq.cpu_total:.1f} ({parts})")  # fmt: skip
+                      f"{ratio:.2f}x", f">= {target}x {verdict}", raw.cpu_text(), pcq.cpu_text())  # fmt: skip
     RichConsole(width=160).print(table)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
 

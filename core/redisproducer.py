@@ -7,15 +7,16 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 
 from core.config import RedisSettings
 from core.errors import PcqError
 from core.keys import Keys
-from core.payload import encode
+from core.payload import encode_many
 from core.redisconn import Retrier
-from core.redisparts import Heartbeat, Scripts
+from core.redisparts import Heartbeat, Scripts, Wire
 from core.transport import Item
 
 __all__ = ["PRODUCER_TTL_FACTOR", "ProducerSide", "new_run_id"]
@@ -42,6 +43,7 @@ class ProducerSide:
     _wait: Callable[[float], object]
     _retry: Retrier
     _scripts: Scripts
+    _wire: Wire
     _seq: int
     _quiet_until: float
     _pheart: Heartbeat | None
@@ -80,14 +82,14 @@ class ProducerSide:
         if not items:
             return
         run = self.run if self.run is not None else self.open_run()
-        raws = [encode(item, run, self.settings.max_payload_bytes) for item in items]
+        raws = encode_many(items, run, self.settings.max_payload_bytes)
         self._seq += 1
         keys = [self.keys.queue, self.keys.run(run)]
         args: list[bytes | str | int] = [self.settings.high_water, self._seq, *raws]
         deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
         pause = 0.005
         while True:
-            status, length = self._retry.call(self._scripts.push, keys, args)
+            status, length = self._eval("push", keys, args)
             if status != 0:
                 return
             now = time.monotonic()
@@ -106,6 +108,11 @@ class ProducerSide:
             # Short pauses: the queue holds thousands of items, so consumers never
             # run dry while we wait, and room is used as soon as it appears.
             pause = min(0.05, pause * 2)
+
+    def _eval(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name`` on this object's own connection, retried through outages."""
+        command = self._scripts.command(name, keys, args)
+        return self._retry.call(self._scripts.reloading, lambda: self._wire.execute([command])[0])
 
     def end_stream(self) -> None:
         """Close this producer's stream (``consume --drain`` waits for that)."""

@@ -27,6 +27,11 @@ The reliable-list pattern (key layout in :mod:`core.keys`):
 * **bad payloads** (not JSON, wrong schema, too big, invalid UTF-8) are
   dead-lettered at once with the reason; the consumer keeps going.
 
+Claims, acknowledgements and pushes -- the per-item hot path -- go over one
+connection of the client's pool that the queue keeps for its thread
+(:class:`core.redisparts.Wire`), without redis-py's per-command machinery; the
+rest (heartbeat thread, nack, release, status) goes through redis-py as usual.
+
 The producer half lives in :mod:`core.redisproducer`; while a producer runs it
 keeps its run's liveness key fresh, so ``consume --drain`` stops waiting for a
 run whose producer was killed before closing it.
@@ -57,7 +62,7 @@ from core.errors import PcqError
 from core.keys import Keys
 from core.payload import BadPayload, dead_record, decode
 from core.redisconn import Retrier, stderr_log
-from core.redisparts import AckBuffer, Heartbeat, Scripts
+from core.redisparts import AckBuffer, Heartbeat, Scripts, Wire
 from core.redisproducer import ProducerSide, new_run_id
 from core.tally import queue_status
 from core.transport import Item
@@ -113,9 +118,13 @@ class RedisQueue(ProducerSide):
         self._wait = wait
         self._retry = Retrier(settings, log, wait)
         self._scripts = Scripts(client)
+        self._wire = Wire(client)  # claims and pushes: this thread's own connection
         self._seq = 0
         self._quiet_until = 0.0  # backpressure: no "waiting" line before this time
-        self._held: dict[str, list[bytes]] = {}
+        # What this consumer holds: id -> payload, and further copies of an id
+        # claimed twice in one batch (rare: only a hostile or duplicated push).
+        self._held: dict[str, bytes] = {}
+        self._dups: dict[str, list[bytes]] = {}
         self._acks = AckBuffer()
         self._busy = True  # items were left in the queue: try a non-blocking claim first
         self._calls = 0
@@ -201,8 +210,9 @@ class RedisQueue(ProducerSide):
 
     def ack(self, item: Item) -> None:
         """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
-        self._acks.add(item.id, self._take(item))
-        if self._acks.age() > ACK_FLUSH_SECONDS:
+        now = time.monotonic()
+        self._acks.add(item.id, self._take(item), now)
+        if now - self._acks.since > ACK_FLUSH_SECONDS:
             self.flush()
 
     def nack(self, item: Item, reason: str) -> None:
@@ -226,8 +236,7 @@ class RedisQueue(ProducerSide):
     def flush(self) -> None:
         """Send buffered acknowledgements now."""
         if self._acks:
-            args = self._claim_args(0)
-            self._retry.call(self._scripts.claim, self._claim_keys(), args)
+            self._eval("claim", self._claim_keys(), self._claim_args(0))
             self._acks.clear()
 
     def close(self, reachable: bool = True) -> None:
@@ -241,20 +250,24 @@ class RedisQueue(ProducerSide):
                 threads (no more retrying); the reaper will requeue our items.
         """
         self._stop_producer_beat()
-        if not reachable:
-            if self._heart is not None:
-                self._heart.stop()
-                self._heart = None
-            return
         try:
-            self.flush()
-            left = [Item(i, "", 0.0) for i, raws in self._held.items() for _ in raws]
-            self.release(left)
+            if not reachable:
+                if self._heart is not None:
+                    self._heart.stop()
+                    self._heart = None
+                return
+            try:
+                self.flush()
+                left = [Item(i, "", 0.0) for i in self._held]
+                left += [Item(i, "", 0.0) for i, raws in self._dups.items() for _ in raws]
+                self.release(left)
+            finally:
+                if self._heart is not None:
+                    self._heart.stop()
+                    self._heart = None
+                    self._retry.call(self._deregister)
         finally:
-            if self._heart is not None:
-                self._heart.stop()
-                self._heart = None
-                self._retry.call(self._deregister)
+            self._wire.close()
 
     def _deregister(self) -> None:
         k, me = self.keys, self.consumer
@@ -266,13 +279,17 @@ class RedisQueue(ProducerSide):
 
     # Internals -------------------------------------------------------------------
     def _take(self, item: Item) -> bytes:
-        raws = self._held.get(item.id)
-        if not raws:
+        if self._dups:
+            raws = self._dups.get(item.id)
+            if raws:
+                raw = raws.pop()
+                if not raws:
+                    del self._dups[item.id]
+                return raw
+        taken = self._held.pop(item.id, None)
+        if taken is None:
             raise PcqError(f"item {item.id} is not held by consumer {self.consumer}")
-        raw = raws.pop()
-        if not raws:
-            del self._held[item.id]
-        return raw
+        return taken
 
     def _claim_keys(self) -> list[str]:
         if not self._ckeys:
@@ -284,11 +301,11 @@ class RedisQueue(ProducerSide):
     def _claim_args(self, want: int) -> list[Any]:
         # Every call gets the next number; the script skips one it has applied.
         self._calls += 1
-        acks = self._acks.args(covers_all=not self._held)
+        acks = self._acks.args(covers_all=not self._held and not self._dups)
         return [self.keys.prefix, self.consumer, self._call_prefix, self._calls, want, *acks]
 
     def _claim(self, want: int) -> list[Item]:
-        reply = self._retry.call(self._scripts.claim, self._claim_keys(), self._claim_args(want))
+        reply = self._eval("claim", self._claim_keys(), self._claim_args(want))
         self._acks.clear()
         return self._hold(reply)
 
@@ -299,42 +316,37 @@ class RedisQueue(ProducerSide):
         more = self.settings.batch - 1
         claim = self._claim_args(more) if more else None
 
-        def cycle() -> list[Any]:
-            with self.client.pipeline(transaction=False) as pipe:
-                if acks is not None:
-                    self._scripts.queue(pipe, "claim", keys, acks)
-                # Redis >= 6 takes a fractional timeout; redis-py's hint says int.
-                pipe.blmove(k.queue, k.processing(me), timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
-                if claim is not None:
-                    self._scripts.queue(pipe, "claim", keys, claim)
-                else:  # batch 1: read what we hold natively (cheaper than a script)
-                    pipe.sadd(k.consumers, me)
-                    pipe.hlen(k.deliveries)
-                    pipe.llen(k.queue)
-                    pipe.lrange(k.processing(me), 0, -1)
-                return pipe.execute()
-
-        replies = self._retry.call(self._scripts.reloading, cycle)
+        commands: list[Sequence[Any]] = []
+        if acks is not None:
+            commands.append(self._scripts.command("claim", keys, acks))
+        commands.append(("BLMOVE", k.queue, k.processing(me), "LEFT", "RIGHT", timeout))
+        if claim is not None:
+            commands.append(self._scripts.command("claim", keys, claim))
+        else:  # batch 1: read what we hold natively (cheaper than a script)
+            commands += [("SADD", k.consumers, me), ("HLEN", k.deliveries), ("LLEN", k.queue),
+                         ("LRANGE", k.processing(me), 0, -1)]  # fmt: skip
+        replies = self._retry.call(self._scripts.reloading, lambda: self._wire.execute(commands))
         if claim is not None:
             return self._hold(replies[-1])
-        return self._hold([replies[-3], replies[-2], *replies[-1]])
+        return self._hold([replies[-3], replies[-2], replies[-1]])
 
     def _hold(self, reply: list[Any]) -> list[Item]:
         """Take the claim script's reply as what this consumer now holds."""
-        self._held = {}
-        self._busy = int(reply[1]) > 0
-        return self._decode(reply[2:], int(reply[0]) > 0)
+        self._held, self._dups = {}, {}
+        self._busy = int(reply[1]) > 0  # the queue may hold more (see claim.lua)
+        return self._decode(reply[2], int(reply[0]) > 0)
 
     def _decode(self, raws: list[bytes], counted: bool) -> list[Item]:
         items: list[Item] = []
-        cap = self.settings.max_payload_bytes
+        cap, held = self.settings.max_payload_bytes, self._held
         for raw in raws:
             try:
                 item = decode(raw, cap)
             except BadPayload as exc:
                 self._dead_letter(raw, str(exc), "", "malformed")
                 continue
-            self._held.setdefault(item.id, []).append(raw)
+            if held.setdefault(item.id, raw) is not raw:
+                self._dups.setdefault(item.id, []).append(raw)
             items.append(item)
         if counted and items:  # some items failed before: fetch their counts
             failed = self._retry.call(self.client.hmget, self.keys.deliveries, [i.id for i in items])

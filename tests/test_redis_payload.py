@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from core.config import RedisSettings, redact_url
 from core.errors import UsageProblem
-from core.payload import BadPayload, dead_record, decode, encode
+from core.payload import BadPayload, _decode_json, dead_record, decode, encode, encode_many
 from core.transport import Item
 
 RUN = "0123abcdef01"
@@ -159,3 +160,64 @@ def test_dead_record_keeps_a_bounded_prefix_of_a_huge_payload() -> None:
     assert record["payload"] == "x" * 1024 and record["truncated"] is True
     assert record["payload_bytes"] == len(raw) and len(record["payload_sha256"]) == 64
     assert "truncated" not in json.loads(dead_record(b"small", "r", "h:1", 0.0, keep=1024))
+
+
+# The fast paths (orjson decode, batch encode) must agree with the json path.
+@settings(max_examples=80, deadline=None)
+@given(
+    numbers=st.lists(st.integers(min_value=0, max_value=10**18 - 1), min_size=1, max_size=20),
+    body=st.text(max_size=50).filter(lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t)),
+    produced_at=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_batch_encoding_matches_single_and_json(numbers: list[int], body: str, produced_at: float) -> None:
+    items = [Item(f"{RUN}:{n}", body, produced_at) for n in numbers]
+    raws = encode_many(items, RUN, CAP)
+    assert raws == [encode(item, RUN, CAP) for item in items]
+    for raw, item in zip(raws, items):
+        assert json.loads(raw) == {"v": 1, "id": item.id, "run": RUN, "body": body,
+                                   "produced_at": produced_at, "deliveries": 0}  # fmt: skip
+        assert decode(raw, CAP) == _decode_json(raw, 1) == Item(item.id, body, produced_at, 1)
+
+
+def test_batch_encoding_refuses_like_single() -> None:
+    good = Item(f"{RUN}:1", "x", 1.0)
+    assert encode_many([], RUN, CAP) == []
+    with pytest.raises(BadPayload, match="finite"):
+        encode_many([good, Item(f"{RUN}:2", "x", math.nan)], RUN, CAP)
+    with pytest.raises(BadPayload, match="is not '<run>:<n>'"):
+        encode_many([good, Item(f"{RUN}:2:3", "x", 1.0)], RUN, CAP)
+    with pytest.raises(BadPayload, match="is not '<run>:<n>'"):
+        encode_many([good, Item(f"{RUN}:" + "1" * 19, "x", 1.0)], RUN, CAP)
+    with pytest.raises(BadPayload, match="is not '<run>:<n>'"):
+        encode_many([good, Item(f"{RUN}:\u0663", "x", 1.0)], RUN, CAP)  # a non-ASCII digit
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        variant(produced_at=3),  # an int time: valid, json path
+        variant(produced_at=10**20),  # orjson reads a big int as a float
+        variant(deliveries=2**64),  # orjson reads it as a float: json path keeps it an int
+        variant(body="\ud800"),  # a lone surrogate: orjson refuses, json takes it
+        variant(id=f"{RUN}:1\n"),
+        variant(id=f"{RUN}x:1"),
+        variant(id=f"{RUN}:"),
+        variant(v=True),
+        variant(produced_at=True),
+        variant(deliveries=-1),
+        b"\xef\xbb\xbf" + variant(),
+        b'{"v":1,"v":1,"id":"' + RUN.encode() + b':1","run":"' + RUN.encode()
+        + b'","body":"b","produced_at":1.5,"deliveries":0}',
+        variant(produced_at=...) [:-1] + b',"produced_at":1e400}',
+    ],
+)
+def test_fast_decode_agrees_with_json_path(raw: bytes) -> None:
+    def outcome(fn: Callable[[], Item]) -> object:
+        try:
+            return fn()
+        except BadPayload as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - whatever json does, the fast path must too
+            return type(exc)
+
+    assert outcome(lambda: decode(raw, CAP)) == outcome(lambda: _decode_json(raw, 1))

@@ -7,20 +7,15 @@
 -- per run: run id and its item ids joined by ','; then (mode 'some') the payloads to remove.
 -- (One joined argument instead of one per id: packing arguments costs the client
 -- more than splitting them costs Lua.)
--- Returns {HLEN deliveries, LLEN queue, payload...}: failures pending anywhere, what is
--- left in the queue, and what the consumer holds after the call.
+-- Returns {HLEN deliveries, busy, {payload...}}: failures pending anywhere, 1 if the
+-- queue may hold more, and what the consumer holds after the call. For a batch, busy
+-- is whether the claim got all it asked for: a guess that saves an LLEN per call (when
+-- wrong, the next claim finds nothing and the client blocks in BLMOVE). One by one
+-- the guess would be wrong whenever the queue runs dry, so LLEN tells.
+-- Every redis.call costs about a microsecond of Redis CPU on top of its work (the
+-- reply round-trips through RESP), so this script makes as few as it can.
 
 local failures = redis.call('HLEN', KEYS[4])
-
-local function reply(list)
-  table.insert(list, 1, redis.call('LLEN', KEYS[1]))
-  table.insert(list, 1, failures)
-  return list
-end
-
-local function held()
-  return reply(redis.call('LRANGE', KEYS[2], 0, -1))
-end
 
 -- A call retried after its reply was lost must not be applied twice: call
 -- numbers grow, so a number at or below the last one applied is a retry.
@@ -30,17 +25,26 @@ local last = redis.call('SET', KEYS[7], ARGV[3] .. ':' .. ARGV[4], 'GET')
 if last then
   local who, n = string.match(last, '^(.*):(%d+)$')
   if who == ARGV[3] and tonumber(n) >= tonumber(ARGV[4]) then
-    return held()
+    return {failures, 1, redis.call('LRANGE', KEYS[2], 0, -1)}
   end
+else
+  -- No call key: our first call, or a reaper (or our own deregistration) removed
+  -- us from the consumers set, always together with this key. Register before
+  -- claiming, or a reaper would never see what we claim. (The heartbeat thread
+  -- registers too, but only once per beat.)
+  redis.call('SADD', KEYS[3], ARGV[2])
 end
 
 local prefix, consumer = ARGV[1], ARGV[2]
 local i, acked = 8, 0
 for _ = 1, tonumber(ARGV[7]) do
-  local run, ids, k = ARGV[i], {}, 0
-  for id in string.gmatch(ARGV[i + 1], '[^,]+') do
-    k = k + 1
-    ids[k] = id
+  local run, ids, k = ARGV[i], {ARGV[i + 1]}, 1
+  if string.find(ARGV[i + 1], ',', 1, true) then  -- more than one id (one: no split)
+    k = 0
+    for id in string.gmatch(ARGV[i + 1], '[^,]+') do
+      k = k + 1
+      ids[k] = id
+    end
   end
   -- The ledger: SADD returns how many ids were new; the rest were duplicates.
   local added = redis.call('SADD', prefix .. ':run:' .. run .. ':acked', unpack(ids))
@@ -68,21 +72,28 @@ if acked > 0 then
   end
 end
 
-redis.call('SADD', KEYS[3], consumer)
 local want = tonumber(ARGV[5])
 local emptied = acked > 0 and ARGV[6] == 'all'  -- the processing list was just dropped
+local busy = 1
 if want == 1 then
   local one = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-  if one and (emptied or redis.call('LLEN', KEYS[2]) == 1) then
-    return reply({one})
+  if not one then
+    busy = 0
+  elseif emptied or redis.call('LLEN', KEYS[2]) == 1 then
+    return {failures, redis.call('LLEN', KEYS[1]), {one}}
   end
 elseif want > 1 then
   local popped = redis.call('LMPOP', 1, KEYS[1], 'LEFT', 'COUNT', want)
-  if popped then
+  if not popped then
+    busy = 0
+  else
     local got = popped[2]
+    if #got < want then
+      busy = 0
+    end
     if redis.call('RPUSH', KEYS[2], unpack(got)) == #got then
-      return reply(got)
+      return {failures, busy, got}
     end
   end
 end
-return held()
+return {failures, busy, redis.call('LRANGE', KEYS[2], 0, -1)}

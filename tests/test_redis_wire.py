@@ -1,0 +1,187 @@
+"""The queue's hot path (core.redisparts.Wire, claim.lua's shortcuts) against a real redis-server.
+
+Claims and pushes bypass redis-py's per-command machinery; these tests check
+that what that machinery gave us still holds: scripts reload after Redis forgot
+them, a dropped connection is re-opened and the call retried (safely: call ids
+and batch numbers), the connection goes back to the pool, and a consumer that a
+reaper removed registers again before it holds anything.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from core.config import RedisSettings
+from core.console import Console
+from core.keys import Keys
+from core.pattern import consume, produce
+from core.redisconn import connect
+from core.redisq import RedisQueue
+from core.tally import read_tally
+from core.transport import Item
+
+
+@pytest.fixture
+def client(redis_settings: RedisSettings) -> Iterator[redis.Redis]:
+    conn = connect(redis_settings)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def quiet() -> Console:
+    return Console(stream=io.StringIO(), quiet=True)
+
+
+def items(run: str, start: int, n: int) -> list[Item]:
+    return [Item(f"{run}:{i}", f"name {i}", time.time()) for i in range(start, start + n)]
+
+
+def drain_all(consumer: RedisQueue, n: int) -> list[str]:
+    seen: list[str] = []
+    while len(seen) < n:
+        for item in consumer.get(0.2) or []:
+            seen.append(item.id)
+            consumer.ack(item)
+    consumer.flush()
+    return seen
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+def test_scripts_reload_after_script_flush(client: redis.Redis, redis_settings: RedisSettings,
+                                           batch: int) -> None:  # fmt: skip
+    settings = redis_settings.with_overrides(batch=batch)
+    producer = RedisQueue(client, settings)
+    consumer = RedisQueue(client, settings, consumer="c1")
+    try:
+        run = producer.open_run()
+        producer.put(items(run, 0, 20))
+        first = drain_all(consumer, 20)
+        client.script_flush()  # Redis forgets every script (as after a restart without AOF)
+        producer.put(items(run, 20, 20))
+        second = drain_all(consumer, 20)
+    finally:
+        consumer.close()
+        producer.close()
+    assert sorted(first + second) == sorted(f"{run}:{i}" for i in range(40))
+    tally = read_tally(client, Keys(settings.queue), run)
+    assert (tally["produced"], tally["consumed"], tally["duplicates"]) == (40, 40, 0)
+
+
+def test_a_killed_connection_is_reopened_without_duplicates(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(batch=5)
+    logs: list[str] = []
+    producer = RedisQueue(client, settings, log=logs.append)
+    consumer = RedisQueue(client, settings, consumer="c1", log=logs.append)
+    try:
+        run = producer.open_run()
+        kills = 0
+        for start in range(0, 50, 10):
+            producer.put(items(run, start, 10))
+            kills += client.client_kill_filter(_type="normal", skipme=True)  # all but this one
+        seen = drain_all(consumer, 25)
+        kills += client.client_kill_filter(_type="normal", skipme=True)
+        seen += drain_all(consumer, 25)
+        assert kills >= 6  # the producer's connection each time, then the consumer's
+    finally:
+        consumer.close()
+        producer.close()
+    assert sorted(seen) == sorted(f"{run}:{i}" for i in range(50))
+    tally = read_tally(client, Keys(settings.queue), run)
+    assert (tally["produced"], tally["consumed"], tally["duplicates"], tally["lost"]) == (50, 50, 0, 0)
+    assert not [line for line in logs if "retry" in line]  # a blip, absorbed like redis-py does
+
+
+def test_the_queue_gives_its_connection_back(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    pool = client.connection_pool
+    producer = RedisQueue(client, redis_settings)
+    run = producer.open_run()
+    produce(producer, items(run, 0, 5), quiet())
+    consumer = RedisQueue(client, redis_settings, consumer="c1", drain=True)
+    consume(consumer, lambda item: None, quiet(), poll=0.1)
+    consumer.close()
+    producer.close()
+    assert not pool._in_use_connections  # type: ignore[attr-defined]
+
+
+def test_a_reaped_consumer_registers_again_before_it_holds_anything(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(batch=3)
+    k = Keys(settings.queue)
+    producer = RedisQueue(client, settings)
+    consumer = RedisQueue(client, settings, consumer="c1")
+    try:
+        run = producer.open_run()
+        producer.put(items(run, 0, 9))
+        first = consumer.get(0.2) or []
+        assert len(first) == 3 and client.sismember(k.consumers, "c1")
+        for item in first:
+            consumer.ack(item)
+        # What reap.lua does to a consumer it reaps: out of the set, call key gone
+        # (its heartbeat thread would put it back, but only at the next beat).
+        client.srem(k.consumers, "c1")
+        client.delete(k.call("c1"))
+        second = consumer.get(0.2) or []
+        assert len(second) == 3
+        assert client.sismember(k.consumers, "c1")  # before the claim, in the same call
+        assert client.llen(k.processing("c1")) == 3
+        for item in second:
+            consumer.ack(item)
+        rest = drain_all(consumer, 3)
+    finally:
+        consumer.close()
+        producer.close()
+    assert len(rest) == 3
+    tally = read_tally(client, k, run)
+    assert (tally["consumed"], tally["duplicates"], tally["lost"]) == (9, 0, 0)
+
+
+def test_claims_tell_whether_the_queue_may_hold_more(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(batch=4)
+    producer = RedisQueue(client, settings)
+    consumer = RedisQueue(client, settings, consumer="c1")
+    try:
+        run = producer.open_run()
+        producer.put(items(run, 0, 6))
+        got = consumer.get(0.2) or []
+        assert len(got) == 4 and consumer._busy  # got all it asked for: maybe more
+        for item in got:
+            consumer.ack(item)
+        got = consumer.get(0.2) or []
+        assert len(got) == 2 and not consumer._busy  # fewer: the queue is empty
+        for item in got:
+            consumer.ack(item)
+        assert consumer.get(0.05) == []  # then it blocks in BLMOVE, and times out
+    finally:
+        consumer.close()
+        producer.close()
+
+
+def test_one_by_one_claims_see_an_empty_queue(client: redis.Redis, redis_settings: RedisSettings) -> None:
+    settings = redis_settings.with_overrides(batch=1)
+    producer = RedisQueue(client, settings)
+    consumer = RedisQueue(client, settings, consumer="c1")
+    try:
+        run = producer.open_run()
+        producer.put(items(run, 0, 2))
+        got = consumer.get(0.2) or []
+        assert len(got) == 1 and consumer._busy  # one more is waiting
+        consumer.ack(got[0])
+        got = consumer.get(0.2) or []
+        assert len(got) == 1 and not consumer._busy  # that was the last: block next time
+        consumer.ack(got[0])
+        consumer.flush()
+    finally:
+        consumer.close()
+        producer.close()
