@@ -5,10 +5,15 @@ letters, consumers with their heartbeat age (from :func:`core.tally.queue_status
 and the acknowledgement rate; for RQ: the queue's length, its registries
 (started, finished, failed, deferred, scheduled, canceled) and its workers.
 
-The rate is computed from the number of items acknowledged (summed over the
-ledgers of the queue's 50 newest runs) sampled over time: ``pcq watch`` reports items/s over the last 10 s (its own samples, one per
-refresh); ``pcq status`` samples twice, ``--window`` seconds apart (default 1 s;
-``0`` skips the rate).
+The list queue's rate, items/s over the last 10 s:
+
+* ``pcq status`` reads it at once from the consumers' heartbeats: each beat
+  carries the consumer's acknowledgement count and the count ~10 s earlier
+  (:class:`core.redisparts.AckHistory`); the live consumers' rates are summed.
+  ``--window N`` instead samples the run ledgers twice, N seconds apart.
+* ``pcq watch`` samples the number of items acknowledged (summed over the
+  ledgers of the queue's 50 newest runs) once per refresh and keeps 10 s of
+  samples, so it also counts consumers that died meanwhile.
 """
 
 from __future__ import annotations
@@ -154,11 +159,13 @@ def _render(
     label = f"items/s (last {window:g} s)" if window else "items/s"
     head.add_row(label, "-" if rate is None else f"{rate:,.1f}")
     cons = Table(title="consumers", title_justify="left")
-    for name in ("consumer", "alive", "heartbeat age s", "in flight"):
+    for name in ("consumer", "alive", "heartbeat age s", "in flight", "acked", "items/s (10 s)"):
         cons.add_column(name, justify="left" if name == "consumer" else "right")
     for c in status["consumers"]:
         age = "-" if c["heartbeat_age"] is None else f"{c['heartbeat_age']:.1f}"
-        cons.add_row(c["id"], "yes" if c["alive"] else "NO", age, str(c["in_flight"]))
+        acked = "-" if c["acked"] is None else f"{c['acked']:,}"
+        each = "-" if c["rate"] is None else f"{c['rate']:,.1f}"
+        cons.add_row(c["id"], "yes" if c["alive"] else "NO", age, str(c["in_flight"]), acked, each)
     rq = status["rq"]
     if rq is None:
         return Group(head, cons, "RQ: not readable with these credentials (NOPERM)")
@@ -183,8 +190,13 @@ def status(
     rq_queue: RqQueue = "pcq-rq",
     redis_url: RedisUrl = None,
     window: Annotated[
-        float, typer.Option("--window", help="Seconds between the two samples of the rate (0: no rate).")
-    ] = 1.0,
+        float,
+        typer.Option(
+            "--window",
+            help="Measure items/s by sampling the run ledgers twice, SECONDS apart "
+            "[default: 0, the consumers' own rate over their last 10 s, read at once].",
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Show the queues once: length, in flight per consumer, dead letters, heartbeats, RQ."""
@@ -194,22 +206,22 @@ def status(
     client = connect(settings)
     try:
         snap = collect(client, settings, rq_queue)
-        rate = None
+        rate, span = snap["items_per_second"], snap["rate_span"]
         if window > 0:
             time.sleep(window)  # the rate needs a second sample, by definition later
             later = collect(client, settings, rq_queue)
-            rate = _rate(snap, later)
+            rate, span = _rate(snap, later), window
             snap = later
     except redis.RedisError as exc:
         raise explain(exc, settings) from None
     finally:
         client.close()
     snap["items_per_second"] = rate
-    snap["window_seconds"] = window if window > 0 else None
+    snap["window_seconds"] = span
     if as_json:
         sys.stdout.write(json.dumps(snap) + "\n")
     else:
-        RichConsole(highlight=False).print(_render(snap, rate, window or None))
+        RichConsole(highlight=False).print(_render(snap, rate, span))
 
 
 def watch(

@@ -11,7 +11,8 @@ Key layout (``P`` = ``pcq:{Q}``)::
     P:proc:<consumer>     LIST   payloads a consumer has claimed but not yet
                                  acknowledged (the reliable-list pattern)
     P:consumers           SET    consumer ids that may hold a processing list
-    P:hb:<consumer>       STRING heartbeat, JSON {host, pid, ttl, at}; expires
+    P:hb:<consumer>       STRING heartbeat, JSON {host, pid, ttl, at, acked,
+                                 since: [time, acked] <= 10 s before}; expires
                                  after PCQ_HEARTBEAT_TTL unless refreshed
     P:call:<consumer>     STRING id of the consumer's last applied ack+claim
                                  call, so a call retried after a lost reply is

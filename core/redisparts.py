@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -18,7 +19,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from core.errors import PcqError
 from core.redisconn import RETRYABLE
 
-__all__ = ["AckBuffer", "Heartbeat", "Scripts", "Wire"]
+__all__ = ["AckBuffer", "AckHistory", "Heartbeat", "Scripts", "Wire"]
 
 T = TypeVar("T")
 _LUA_DIR = Path(__file__).with_name("lua")
@@ -133,6 +134,33 @@ class Scripts:
             for name in _NAMES:
                 self._client.script_load(_lua(name))
             return run()
+
+
+class AckHistory:
+    """This consumer's acknowledgements over the last ``span`` seconds.
+
+    Sampled at every heartbeat and carried in the heartbeat's value, so
+    ``pcq status`` can report items/s over the last 10 s in one read, without
+    sampling twice. ``count`` is only written by the consumer's thread.
+    """
+
+    def __init__(self, span: float = 10.0) -> None:
+        self.span = span
+        self.count = 0
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def sample(self, now: float) -> dict[str, Any]:
+        """Record ``count`` at ``now``; return ``{"acked", "since": [time, acked]}``.
+
+        ``since`` is the oldest sample at most ``span`` seconds old (the
+        current one when none is), so the rate spans up to ``span`` seconds.
+        """
+        samples = self._samples
+        samples.append((now, self.count))
+        while len(samples) > 1 and samples[0][0] < now - self.span:
+            samples.popleft()
+        first = samples[0]
+        return {"acked": self.count, "since": [round(first[0], 3), first[1]]}
 
 
 class AckBuffer:

@@ -62,7 +62,7 @@ from core.errors import PcqError
 from core.keys import Keys
 from core.payload import BadPayload, dead_record, decode
 from core.redisconn import Retrier, stderr_log
-from core.redisparts import AckBuffer, Heartbeat, Scripts, Wire
+from core.redisparts import AckBuffer, AckHistory, Heartbeat, Scripts, Wire
 from core.redisproducer import ProducerSide, new_run_id
 from core.tally import queue_status
 from core.transport import Item
@@ -126,6 +126,7 @@ class RedisQueue(ProducerSide):
         self._held: dict[str, bytes] = {}
         self._dups: dict[str, list[bytes]] = {}
         self._acks = AckBuffer()
+        self.history = AckHistory()  # acknowledgements, for the heartbeat's rate
         self._busy = True  # items were left in the queue: try a non-blocking claim first
         self._calls = 0
         self._call_prefix = uuid.uuid4().hex[:8]
@@ -146,9 +147,10 @@ class RedisQueue(ProducerSide):
 
     def beat(self) -> None:
         """Refresh the heartbeat and (re-)register: a reaped consumer comes back."""
-        k, ttl = self.keys, self.settings.heartbeat_ttl
+        k, ttl, now = self.keys, self.settings.heartbeat_ttl, time.time()
         value = json.dumps(
-            {"host": socket.gethostname(), "pid": os.getpid(), "ttl": ttl, "at": time.time()}
+            {"host": socket.gethostname(), "pid": os.getpid(), "ttl": ttl, "at": now,
+             **self.history.sample(now)}
         )
         with self.client.pipeline(transaction=True) as pipe:
             pipe.set(k.heartbeat(self.consumer), value, px=int(ttl * 1000))
@@ -212,6 +214,7 @@ class RedisQueue(ProducerSide):
         """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
         now = time.monotonic()
         self._acks.add(item.id, self._take(item), now)
+        self.history.count += 1
         if now - self._acks.since > ACK_FLUSH_SECONDS:
             self.flush()
 

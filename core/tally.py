@@ -111,14 +111,27 @@ def wait_for_tally(
         wait(poll)
 
 
-def _age(beat: bytes | None, now: float) -> float | None:
-    # The heartbeat value is JSON {host, pid, ttl, at}; the key expiring means dead.
+def _beat_view(beat: bytes | None, now: float) -> dict[str, Any]:
+    """Heartbeat age, and acknowledgements with their rate over the beat's last <= 10 s.
+
+    The heartbeat value is JSON ``{host, pid, ttl, at, acked, since}``
+    (:meth:`core.redisq.RedisQueue.beat`); the key expiring means dead.
+    """
+    view: dict[str, Any] = {"heartbeat_age": None, "acked": None, "rate": None, "span": None}
     if beat is None:
-        return None
+        return view
     try:
-        return round(max(0.0, now - float(json.loads(beat)["at"])), 3)
-    except (ValueError, KeyError, TypeError):
-        return None
+        info = json.loads(beat)
+        at = float(info["at"])
+        view["heartbeat_age"] = round(max(0.0, now - at), 3)
+        view["acked"] = int(info["acked"])
+        since_at, since_acked = float(info["since"][0]), int(info["since"][1])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return view  # an older consumer's beat: age only
+    if at > since_at:
+        view["rate"] = round(max(0, view["acked"] - since_acked) / (at - since_at), 1)
+        view["span"] = round(at - since_at, 1)
+    return view
 
 
 def queue_status(settings: RedisSettings, client: redis.Redis | None = None) -> dict[str, Any]:
@@ -126,8 +139,13 @@ def queue_status(settings: RedisSettings, client: redis.Redis | None = None) -> 
 
     Returns:
         ``{"queue", "length", "dead_letters", "in_flight", "open_runs",
-        "consumers": [{"id", "alive", "heartbeat_age", "in_flight"}], "stats"}``;
-        ``heartbeat_age`` is seconds since the last beat (``None`` once expired).
+        "consumers": [{"id", "alive", "heartbeat_age", "in_flight", "acked", "rate"}],
+        "items_per_second", "rate_span", "stats"}``; ``heartbeat_age`` is seconds
+        since the last beat (``None`` once expired); ``acked`` counts the
+        consumer's acknowledgements since it started and ``rate`` is its items/s
+        over the last 10 s (up to its last beat). ``items_per_second`` sums the
+        live consumers' rates (``None`` when none reports one) and
+        ``rate_span`` is the longest span behind them, in seconds.
     """
     own = client is None
     conn = connect(settings) if client is None else client
@@ -148,11 +166,15 @@ def queue_status(settings: RedisSettings, client: redis.Redis | None = None) -> 
             conn.close()
     length, dead, open_runs, stats = replies[:4]
     now = time.time()
-    consumers = []
+    consumers, spans = [], []
     for i, c in enumerate(members):
         held, beat = int(replies[4 + 2 * i]), replies[5 + 2 * i]
-        age = _age(beat, now)
-        consumers.append({"id": c, "alive": beat is not None, "heartbeat_age": age, "in_flight": held})
+        view = _beat_view(beat, now)
+        span = view.pop("span")
+        if span is not None:
+            spans.append(span)
+        consumers.append({"id": c, "alive": beat is not None, "in_flight": held, **view})
+    rates = [c["rate"] for c in consumers if c["rate"] is not None]
     return {
         "queue": settings.queue,
         "length": int(length),
@@ -160,5 +182,7 @@ def queue_status(settings: RedisSettings, client: redis.Redis | None = None) -> 
         "in_flight": sum(c["in_flight"] for c in consumers),
         "open_runs": int(open_runs),
         "consumers": consumers,
+        "items_per_second": round(sum(rates), 1) if rates else None,
+        "rate_span": max(spans) if spans else None,
         "stats": {_text(k): int(v) for k, v in stats.items()},
     }

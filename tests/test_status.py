@@ -70,8 +70,12 @@ def test_status_reflects_a_filled_queue(redis_server: RedisServer, redis_setting
         for item in held:
             consumer.ack(item)
         consumer.flush()
-        done = status_json(settings, rq_name, "--window", "0")
+        consumer.beat()  # what the heartbeat thread does every second
+        done = status_json(settings, rq_name)  # default: the heartbeats' own 10 s rate
         assert done["in_flight"] == 0 and done["acked_total"] == 2
+        (me,) = done["consumers"]
+        assert me["acked"] == 2 and me["rate"] > 0, me  # 2 acks since its first beat
+        assert done["items_per_second"] == me["rate"] and 0 < done["window_seconds"] <= 10
     finally:
         consumer.close()
         producer_client.close()
