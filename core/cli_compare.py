@@ -72,6 +72,7 @@ def compare(
     """Run one workload through each transport and report throughput, latency and fairness."""
     cfg = _config(items, payload_bytes, work, consumers, transports, batch, repeat, docker,
                   redis_url, rq_worker, timeout)
+    _require_matplotlib()
     try:  # fail now, not after minutes of measuring
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -118,6 +119,17 @@ def _config(
         transports=parse_transports(transports), repeat=repeat, redis_url=redis_url,
         rq_worker=rq_worker, docker=docker, timeout=timeout,
     )
+
+
+def _require_matplotlib() -> None:
+    """Fail before measuring, not after, when the plots cannot be drawn."""
+    try:
+        import matplotlib  # noqa: F401 - only whether it imports
+    except ImportError:
+        raise PcqError(
+            "pcq compare draws its plots with matplotlib, which is not installed: "
+            "pip install 'pcq[compare]' (in a clone: pip install -e '.[compare]')"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -124,6 +124,20 @@ def test_unusable_out_dir_one_line_exit_2(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1 and "--out" in proc.stderr
 
 
+def test_without_matplotlib_one_line_before_measuring(tmp_path: Path) -> None:
+    # As if installed without the `compare` extra (the container image is).
+    code = ("import sys; sys.modules['matplotlib'] = None; from core.cli import main; "
+            "sys.argv = ['pcq', 'compare', '--transports', 'local', '--out', sys.argv[1]]; main()")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "pcq: error: pcq compare draws its plots with matplotlib, which is not installed: "
+        "pip install 'pcq[compare]' (in a clone: pip install -e '.[compare]')"
+    ]
+    assert not (tmp_path / "out" / "results.json").exists()  # nothing measured
+
+
 @pytest.mark.parametrize(
     "args",
     [
