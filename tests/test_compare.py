@@ -131,10 +131,9 @@ def test_without_matplotlib_one_line_before_measuring(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().splitlines() == [
-        "pcq: error: pcq compare draws its plots with matplotlib, which is not installed: "
-        "pip install 'pcq[compare]' (in a clone: pip install -e '.[compare]')"
-    ]
+    expected = ("pcq: error: pcq compare draws its plots with matplotlib, which is not installed: "
+                "pip install 'pcq[compare]' (in a clone: pip install -e '.[compare]')")
+    assert proc.stderr.strip().splitlines() == [expected]
     assert not (tmp_path / "out" / "results.json").exists()  # nothing measured
 
 
