@@ -11,6 +11,7 @@ Both skip when /usr/bin/redis-server is missing (``scripts/test`` installs it).
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -26,6 +27,8 @@ import redis
 
 from core.compare.redis_server import free_port
 from core.config import RedisSettings
+from core.console import Console
+from core.redisconn import connect
 
 REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
@@ -158,3 +161,18 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def client(redis_settings: RedisSettings) -> Iterator[redis.Redis]:
+    """pcq's own connection (``core.redisconn.connect``) for this test's settings."""
+    conn = connect(redis_settings)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def quiet() -> Console:
+    """A console that prints nothing (for produce/consume in-process)."""
+    return Console(stream=io.StringIO(), quiet=True)

@@ -9,34 +9,18 @@ reaper removed registers again before it holds anything.
 
 from __future__ import annotations
 
-import io
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
+from fixtures_redis import quiet
 
 from core.config import RedisSettings
-from core.console import Console
 from core.keys import Keys
 from core.pattern import consume, produce
-from core.redisconn import connect
 from core.redisq import RedisQueue
 from core.tally import read_tally
 from core.transport import Item
-
-
-@pytest.fixture
-def client(redis_settings: RedisSettings) -> Iterator[redis.Redis]:
-    conn = connect(redis_settings)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def quiet() -> Console:
-    return Console(stream=io.StringIO(), quiet=True)
 
 
 def items(run: str, start: int, n: int) -> list[Item]:
