@@ -6,7 +6,7 @@ clock covers the whole thing (process start to last join) on both sides.
 
 * raw, unbatched: ``q.put(name)`` / ``q.get()`` per item, one ``None`` per consumer;
 * raw, batched: the same with lists of ``--batch`` names per put;
-* pcq: :func:`core.local.run_local` (``--quiet``, ``--max-delay 0``), which also
+* pcq: :func:`pcq.core.local.run.run_local` (``--quiet``, ``--max-delay 0``), which also
   keeps the exactly-once ledger, records claims and survives ``kill -9``.
 
 Usage: ``python benchmarks/bench_local.py [--items N] [--batched-items N] [--pairs P]
@@ -32,7 +32,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from core.local import LocalConfig, generated_name, run_local
+from pcq.core.local.run import LocalConfig, run_local
+from pcq.core.names import generated_name
 
 CTX = mp.get_context("fork")
 

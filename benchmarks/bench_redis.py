@@ -7,8 +7,8 @@ consumer holds (raw) or has handled (pcq) the last item.
 
 * raw, batched: ``RPUSH`` of 100 names per call / ``LPOP key 100``;
 * raw, unbatched: ``RPUSH`` one name / ``BLPOP`` one;
-* pcq, batched / unbatched: :mod:`core.redisq` with ``batch=100`` / ``batch=1``
-  through :func:`core.pattern.produce` and :func:`core.pattern.consume` -- JSON
+* pcq, batched / unbatched: :mod:`pcq.core.redis_list.consumer` with ``batch=100`` / ``batch=1``
+  through :func:`pcq.core.pattern.produce` and :func:`pcq.core.pattern.consume` -- JSON
   payloads with a schema, claim into a processing list, acknowledged into the
   run's ledger, heartbeat thread running, backpressure check on every push.
 
@@ -39,14 +39,14 @@ import redis
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from core.compare.redis_server import free_port
-from core.config import RedisSettings
-from core.console import Console
-from core.local import generated_name
-from core.pattern import consume, produce
-from core.redisconn import connect
-from core.redisq import RedisQueue
-from core.transport import Item
+from pcq.core.compare.redis_server import free_port
+from pcq.core.console import Console
+from pcq.core.names import generated_name
+from pcq.core.pattern import consume, produce
+from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.transport import Item
 
 CTX = mp.get_context("fork")
 

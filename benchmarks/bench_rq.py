@@ -12,7 +12,7 @@ this run, on this machine; nothing is hard-coded. The handler does no work
 * RQ, forking ``Worker``: one ``fork()`` per job, plus several Redis round trips
   per job for RQ's bookkeeping (registries, execution, heartbeat, result).
 * RQ, ``SimpleWorker``: the same bookkeeping, no fork.
-* pcq list mode (``core.redisq``), batch 1 and batch 100: one Lua call per
+* pcq list mode (``pcq.core.redis_list.consumer``), batch 1 and batch 100: one Lua call per
   batch acknowledges the last batch and claims the next.
 * raw list: ``RPUSH`` 100 items / ``LPOP key 100``, no reliability at all.
 
@@ -40,14 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from redis import Redis
 
-from consumer.rq_jobs import PcqSimpleWorker, PcqWorker
-from consumer.run import noop, run_consumer
-from core.compare.redis_server import ThrowawayRedis, find_redis_server
-from core.config import RedisSettings
-from core.console import Console
-from core.transport import Item
-from producer.rq_mode import RqOptions, enqueue, open_queue, read_tally
-from producer.run import run_producer
+from pcq.consumer.run import run_consumer
+from pcq.core.compare.redis_server import ThrowawayRedis, find_redis_server
+from pcq.core.console import Console
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.rq_jobs.producer import RqOptions, enqueue, open_queue, read_tally
+from pcq.core.rq_jobs.workers import PcqSimpleWorker, PcqWorker
+from pcq.core.transport import Item
+from pcq.core.work import noop
+from pcq.producer.run import run_producer
 
 
 @contextmanager
@@ -84,7 +85,7 @@ def bench_rq(
 
 
 def bench_list_mode(conn: Redis, settings: RedisSettings, n: int, batch: int) -> dict[str, Any]:
-    """pcq's reliable list (core.redisq): push ``n`` items, then one consumer drains them."""
+    """pcq's reliable list (pcq.core.redis_list.consumer): push ``n`` items, then one consumer drains them."""
     conn.flushdb()
     settings = settings.with_overrides(batch=batch)
     quiet = Console(quiet=True, stream=io.StringIO())

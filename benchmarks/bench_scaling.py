@@ -36,10 +36,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.compare.report import write_report
-from core.compare.run import CompareConfig, run_compare
-from core.compare.workload import Workload, parse_work
-from core.local import stop_helpers
+from pcq.core.compare.report import write_report
+from pcq.core.compare.run import CompareConfig, run_compare
+from pcq.core.compare.workload import Workload, parse_work
+from pcq.core.local.children import stop_helpers
 
 TARGETS = (("sleep:10", 8, 7.0), ("cpu:5", 2, 1.7))  # (work, consumers, >= x of one consumer)
 

@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fixtures_reliability import Crew, OwnRedis  # the tests' process and server helpers
 from soak_common import ledger_problems, rss_problems, run_and_report
 
-from core.config import RedisSettings
-from core.tally import read_tally
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.tally import read_tally
 
 
 def rss_mb(pid: int) -> float:

@@ -6,7 +6,7 @@ HEALTHCHECK: exit 0 iff a consumer of this host has a live heartbeat).
 
 import sys
 
-from core.cli import main
+from pcq.core.cli import main
 
 args = sys.argv[1:]
 if args[:1] == ["healthcheck"]:

@@ -10,16 +10,16 @@ from typing import Annotated
 
 import typer
 
-from consumer.run import check_health, run_consumer
-from core.cli_options import (
+from pcq.consumer.run import check_health, run_consumer
+from pcq.core.cli.options import (
     LedgerOption,
     QueueOption,
     RedisUrlOption,
     checked_ledger,
     route_signals,
 )
-from core.config import RedisSettings
-from core.console import Console
+from pcq.core.console import Console
+from pcq.core.redis_common.settings import RedisSettings
 
 __all__ = ["consume", "register"]
 

@@ -1,61 +1,32 @@
 """Run one consumer over the Redis list, and check a consumer's health.
 
-The handler is pluggable (``handler=``); the default is the demo's
-:func:`make_handler`: a random sleep of up to ``max_delay`` seconds standing in
-for work (no sleep at all when ``max_delay`` is 0: the benchmark's no-op), and a
-deliberate failure for poison items -- **a body starting with ``poison``
-always raises** :class:`PoisonPill`, so the item is delivered again and, after
-``max_deliveries``, dead-lettered with the reason. Tests and demos use it to
-show the dead-letter path.
+The handler is pluggable (``handler=``); the default is the demo's simulated
+work, :func:`pcq.core.work.make_handler` (a random sleep; bodies starting with
+``poison`` always raise).
 """
 
 from __future__ import annotations
 
-import random
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from core.audit import HANDLED, RecordFile, audited_handler
-from core.config import RedisSettings
-from core.console import Console
-from core.errors import ConnectionFailed
-from core.keys import Keys
-from core.pattern import ConsumeStats, Handler, consume
-from core.redisconn import connect, explain, stderr_log
-from core.redisq import RedisQueue
-from core.transport import Item
+from pcq.core.console import Console
+from pcq.core.errors import ConnectionFailed
+from pcq.core.ledger import HANDLED, RecordFile, audited_handler
+from pcq.core.pattern import ConsumeStats, Handler, consume
+from pcq.core.redis_common.connection import connect, explain, stderr_log
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.work import make_handler
 
-__all__ = ["PoisonPill", "check_health", "make_handler", "noop", "run_consumer"]
+__all__ = ["check_health", "run_consumer"]
 
 POLL_SECONDS = 0.5  # BLMOVE timeout: how often an idle consumer looks at its stop flag
-
-
-class PoisonPill(Exception):
-    """Raised by the demo handler for bodies starting with ``poison``."""
-
-
-def noop(item: Item) -> None:
-    """The benchmark's handler: does nothing (poison items still raise)."""
-    if item.body.startswith("poison"):
-        raise PoisonPill(f"{item.body!r} always fails")
-
-
-def make_handler(max_delay: float, seed: int | None = None) -> Handler:
-    """The demo handler: sleep up to ``max_delay`` s; ``poison...`` bodies raise."""
-    if max_delay <= 0:
-        return noop
-    rng = random.Random(seed)
-
-    def handle(item: Item) -> None:
-        noop(item)
-        time.sleep(rng.uniform(0, max_delay))
-
-    return handle
 
 
 def run_consumer(
@@ -73,7 +44,7 @@ def run_consumer(
 
     On stop the consumer finishes the item in hand, hands back the rest of its
     batch, flushes its acknowledgements and deregisters. With ``ledger`` (a
-    directory), every handled item is also recorded there (:mod:`core.audit`).
+    directory), every handled item is also recorded there (:mod:`pcq.core.ledger`).
     """
     halt = stop or threading.Event()
     handle = handler or make_handler(settings.max_delay)

@@ -1,5 +1,5 @@
-"""``python -m core`` is ``pcq``."""
+"""``python -m pcq.core`` is ``pcq``."""
 
-from core.cli import main
+from pcq.core.cli import main
 
 main()

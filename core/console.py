@@ -79,3 +79,39 @@ class Console:
 
     def parent_exiting(self) -> None:
         self.line("Parent process exiting...")
+
+
+class DemoConsole(Console):
+    """The demo's console: a reader that went away (``pcq local | head``) silences
+    the lines instead of killing, one by one, every process that prints."""
+
+    def line(self, text: str) -> None:
+        """Write like :meth:`Console.line`; on a closed pipe, discard from now on."""
+        try:
+            super().line(text)
+        except BrokenPipeError:
+            discard_stream(self.stream or sys.stdout)
+
+
+class QuietConsole(Console):
+    """The demo console minus the per-process chatter (a comparison draws progress bars).
+
+    Lines that report trouble (a consumer died, an item dead-lettered) still print.
+    """
+
+    def starting_producer(self) -> None: ...
+    def producer_exiting(self) -> None: ...
+    def starting_consumer(self) -> None: ...
+    def got(self, body: str) -> None: ...
+    def consumer_exiting(self) -> None: ...
+    def parent_exiting(self) -> None: ...
+
+
+def discard_stream(stream: TextIO) -> None:
+    """Point ``stream``'s descriptor at /dev/null (this process only), so that
+    neither later writes nor the flush at exit fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)

@@ -1,190 +1,132 @@
-"""The shared-memory ledger of a local run, and fast :class:`Item` builders.
+"""An audit ledger kept outside the transport: ``--ledger DIR`` on produce/consume.
 
-Everything the ledger holds is written with plain stores into ``RawArray``
-memory: no lock is ever taken, so a process SIGKILLed mid-write cannot leave
-anything locked, and what it stored before dying stays visible to the supervisor.
+The transports keep their own books (the Redis run sets, the local supervisor's
+shared memory). An audit that only read those would trust the thing it audits,
+so producers and consumers can also append what they did to plain files in a
+directory they share (a bind mount when they run in containers):
 
-The builders (:data:`make_item`, :data:`make_items`, :class:`ItemRun`) exist
-for the batched hot path: at a few million items per second, building each
-``Item`` through Python code is the largest cost left on either side.
+* ``DIR/produced`` -- one line per item id, written once ``put`` returned (the
+  transport accepted the item);
+* ``DIR/handled`` -- ``id<TAB>consumer<TAB>delivery`` per item, written after the
+  handler returned and *before* the acknowledgement, so a consumer killed
+  between the two leaves a record and the redelivery that follows shows up as a
+  second record with a higher delivery number.
+
+Every record is one ``os.write`` on an ``O_APPEND`` descriptor: it is whole or
+absent even if its writer is SIGKILLed, and any number of writers in any number
+of processes (or containers on one host) never interleave. The test suite's
+ledger (``tests/ledger.py``) reads these files and counts lost, duplicated,
+unexpected and recovered ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from itertools import repeat
-from multiprocessing.context import BaseContext
-from typing import Any, overload
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
-from core.transport import Item
+from pcq.core.pattern import Handler
+from pcq.core.transport import Item, Transport
 
-__all__ = ["INFLIGHT", "ItemRun", "Ledger", "item_ids", "make_item", "make_items"]
+__all__ = ["HANDLED", "PRODUCED", "AuditedTransport", "RecordFile", "audited_handler"]
 
-INFLIGHT = 4  # per consumer slot: first index, count, deliveries, owes-a-semaphore-release
-
-
-_FIELDS = ("id", "body", "produced_at", "deliveries")
+PRODUCED = "produced"
+HANDLED = "handled"
 
 
-def _item_factory() -> Callable[[str, str, float, int], Item]:
-    """The fastest way to build one :class:`Item`, checked to equal the constructor.
+class RecordFile:
+    """Appends tab-separated records to one file (safe across processes and SIGKILL).
 
-    ``Item(...)`` runs the named tuple's Python ``__new__``; calling
-    ``tuple.__new__`` directly skips that frame. If ``Item`` ever stops being
-    a plain named tuple of these fields, use the constructor.
-    """
-    if not _plain_tuple():
-        return Item
-    new = tuple.__new__
-
-    def make(id: str, body: str, produced_at: float, deliveries: int = 0) -> Item:
-        """Same arguments and result as ``Item(...)``."""
-        return new(Item, (id, body, produced_at, deliveries))
-
-    return make
-
-
-def _plain_tuple() -> bool:
-    return issubclass(Item, tuple) and getattr(Item, "_fields", None) == _FIELDS
-
-
-make_item = _item_factory()
-
-
-def _items_factory() -> Callable[[int, list[str], list[float], int], list[Item]]:
-    """The fastest way to build a run of :class:`Item` objects (see :data:`make_items`).
-
-    One ``map`` over ``tuple.__new__`` (C code): no Python frame runs per item.
-    """
-    if not _plain_tuple():  # Item changed shape: fall back to its constructor
-        return lambda first, bodies, stamps, deliveries: [
-            Item(str(first + k), body, stamps[k], deliveries) for k, body in enumerate(bodies)
-        ]
-    new = tuple.__new__
-
-    def make(first: int, bodies: list[str], stamps: list[float], deliveries: int) -> list[Item]:
-        """Items ``first ..`` with these bodies and stamps, all with ``deliveries``."""
-        n = len(bodies)
-        fields = zip(item_ids(first, n), bodies, stamps, repeat(deliveries, n))
-        return list(map(new, repeat(Item, n), fields))
-
-    return make
-
-
-make_items = _items_factory()
-
-_TWO_DIGITS = tuple(f"{k:02d}" for k in range(100))
-
-
-def item_ids(first: int, count: int) -> list[str]:
-    """``[str(i) for i in range(first, first + count)]``, a third cheaper.
-
-    Consecutive ids share all but their last two digits: one ``str`` per
-    hundred, then a C-level concatenation per id (``str(int)`` is the single
-    largest cost of building a consumer's items).
-    """
-    end = first + count
-    lead = min(end, 100)
-    out = list(map(str, range(first, lead)))  # ids below 100 have no prefix
-    first = max(first, lead)
-    while first < end:
-        high, low = divmod(first, 100)
-        stop = min(100, end - high * 100)
-        out += map(str(high).__add__, _TWO_DIGITS[low:stop])
-        first += stop - low
-    return out
-
-
-class ItemRun(Sequence[Item]):
-    """Items ``first .. first + len(bodies) - 1``, made at one instant, built only when read.
-
-    A producer hands one of these to ``Transport.put`` as an ordinary sequence
-    of items. :class:`core.mpqueue.LocalQueue` recognises it and sends its
-    bodies as they are, so a local producer never builds an :class:`Item` per
-    item; any other transport simply reads the items.
+    Args:
+        path: The file (created if missing).
+        buffer: Records to collect before one write; 0 writes each at once.
+            Only for runs where nobody is killed (a buffered record dies with
+            its process).
     """
 
-    __slots__ = ("bodies", "deliveries", "first", "produced_at")
+    def __init__(self, path: str | Path, buffer: int = 0) -> None:
+        self.path = Path(path)
+        self.buffer = buffer
+        self._pending: list[str] = []
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def __init__(self, first: int, bodies: list[str], produced_at: float, deliveries: int = 0):
-        self.first, self.bodies = first, bodies
-        self.produced_at, self.deliveries = produced_at, deliveries
+    def add(self, *fields: object) -> None:
+        """Append one record."""
+        line = "\t".join(str(f).replace("\t", " ").replace("\n", " ") for f in fields) + "\n"
+        if self.buffer:
+            self._pending.append(line)
+            if len(self._pending) >= self.buffer:
+                self.flush()
+        else:
+            os.write(self._fd, line.encode("utf-8"))
 
-    def __len__(self) -> int:
-        return len(self.bodies)
+    def add_many(self, records: Iterable[tuple[object, ...]]) -> None:
+        """Append several records with one write (e.g. the ids of one accepted batch)."""
+        text = "".join("\t".join(map(str, rec)) + "\n" for rec in records)
+        if text:
+            os.write(self._fd, text.encode("utf-8"))
 
-    @overload
-    def __getitem__(self, index: int) -> Item: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Item]: ...
+    def flush(self) -> None:
+        """Write buffered records now."""
+        if self._pending:
+            os.write(self._fd, "".join(self._pending).encode("utf-8"))
+            self._pending = []
 
-    def __getitem__(self, index: int | slice) -> Item | list[Item]:
-        if isinstance(index, slice):
-            return self._items()[index]
-        body = self.bodies[index]  # raises IndexError like a list
-        k = index + len(self.bodies) if index < 0 else index
-        return make_item(str(self.first + k), body, self.produced_at, self.deliveries)
-
-    def __iter__(self) -> Iterator[Item]:
-        return iter(self._items())
-
-    def _items(self) -> list[Item]:
-        stamps = [self.produced_at] * len(self.bodies)
-        return make_items(self.first, self.bodies, stamps, self.deliveries)
+    def close(self) -> None:
+        """Flush and close (idempotent)."""
+        if self._fd >= 0:
+            self.flush()
+            os.close(self._fd)
+            self._fd = -1
 
 
-class Ledger:
-    """Shared-memory bookkeeping, written with plain stores (no locks).
+def audited_handler(handle: Handler, out: RecordFile, consumer: str) -> Handler:
+    """Wrap ``handle`` so each item it completes is recorded in ``out``."""
 
-    ``done[i]`` is ``serial + 1`` of the consumer that handled item ``i`` first
-    (``-1``: dead-lettered); ``inflight`` holds, per consumer slot, the range it
-    is working on; ``dups``/``put`` count duplicates per consumer serial and
-    items put per producer; ``flags[0]`` is the stop flag (a byte read per item
-    is far cheaper than ``Event.is_set``, which takes a lock).
-    """
+    def audited(item: Item) -> None:
+        handle(item)
+        out.add(item.id, consumer, item.deliveries)
 
-    def __init__(self, ctx: BaseContext, total: int, slots: int, serials: int, producers: int):
-        self.sizes = (total, slots, serials, producers)
-        n = max(total, 1)
-        self.raw = {
-            "done": ctx.RawArray("i", n),
-            "produced_at": ctx.RawArray("d", n),
-            "inflight": ctx.RawArray("q", slots * INFLIGHT),
-            "dups": ctx.RawArray("q", max(serials, 1)),
-            "put": ctx.RawArray("q", max(producers, 1)),
-            "flags": ctx.RawArray("b", 1),
-        }
-        self._views()
+    return audited
 
-    def _views(self) -> None:
-        # memoryview stores cost a third of ctypes array item access (hot path)
-        codes: dict[str, Any] = {"done": "i", "produced_at": "d", "flags": "b"}
-        for name, arr in self.raw.items():
-            setattr(self, name, memoryview(arr).cast("B").cast(codes.get(name, "q")))
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"sizes": self.sizes, "raw": self.raw}  # memoryviews do not pickle (spawn)
+class AuditedTransport:
+    """A :class:`pcq.core.transport.Transport` that records the ids ``put`` accepted."""
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._views()
+    def __init__(self, inner: Transport, out: RecordFile) -> None:
+        self.inner = inner
+        self.out = out
 
-    # Typed as Any: typeshed's memoryview is int-only, produced_at holds floats.
-    done: Any
-    produced_at: Any
-    inflight: Any
-    dups: Any
-    put: Any
-    flags: Any
+    def put(self, items: Sequence[Item]) -> None:
+        """Put, then record: only ids the transport accepted are in the ledger."""
+        self.inner.put(items)
+        self.out.add_many((item.id,) for item in items)
 
-    def held(self, slot: int) -> tuple[int, int, int, int]:
-        """``(first, count, deliveries, owes)`` recorded for ``slot`` (count 0: nothing)."""
-        base = slot * INFLIGHT
-        first, count, deliveries, owes = self.inflight[base : base + INFLIGHT].tolist()
-        return first, count, deliveries, owes
+    def end_stream(self) -> None:
+        """Delegate."""
+        self.inner.end_stream()
 
-    def clear(self, slot: int) -> None:
-        """Forget what ``slot`` held."""
-        base = slot * INFLIGHT
-        self.inflight[base + 1] = 0
-        self.inflight[base + 3] = 0
+    def get(self, timeout: float) -> Sequence[Item] | None:
+        """Delegate."""
+        return self.inner.get(timeout)
+
+    def ack(self, item: Item) -> None:
+        """Delegate."""
+        self.inner.ack(item)
+
+    def nack(self, item: Item, reason: str) -> None:
+        """Delegate."""
+        self.inner.nack(item, reason)
+
+    def release(self, items: Sequence[Item]) -> None:
+        """Delegate."""
+        self.inner.release(items)
+
+
+def ledger_dir(path: str | Path) -> Path:
+    """Check that ``path`` is a writable directory (created if missing)."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"ledger directory {directory} is not writable")
+    return directory

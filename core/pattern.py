@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from core.console import Console
-from core.transport import Item, Transport
+from pcq.core.console import Console
+from pcq.core.transport import Item, Transport
 
 Handler = Callable[[Item], None]
 
@@ -71,7 +71,7 @@ def produce_batches(
 ) -> int:
     """Like :func:`produce`, for a producer that already made its items in batches.
 
-    Each batch is one ``put`` (a :class:`core.ledger.ItemRun` lets the local
+    Each batch is one ``put`` (a :class:`pcq.core.local.items.ItemRun` lets the local
     queue send it without building an :class:`Item` per item). ``stop()`` is
     checked before each batch. Returns how many items were put.
     """

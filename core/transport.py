@@ -1,10 +1,10 @@
 """The seam between the producer/consumer pattern and the queue it runs over.
 
-`produce` and `consume` (in :mod:`core.pattern`) only ever hold an object that
+`produce` and `consume` (in :mod:`pcq.core.pattern`) only ever hold an object that
 satisfies :class:`Transport`. Two adapters implement it:
 
-* :class:`core.mpqueue.LocalQueue` -- processes on one host (multiprocessing);
-* :class:`core.redisq.RedisQueue` -- a reliable Redis list, across containers.
+* :class:`pcq.core.local.channel.LocalQueue` -- processes on one host (multiprocessing);
+* :class:`pcq.core.redis_list.consumer.RedisQueue` -- a reliable Redis list, across containers.
 
 Delivery contract (both adapters):
 
@@ -19,7 +19,7 @@ Delivery contract (both adapters):
 * ``end_stream`` is the producer's "no more items from me".
 
 A transport may also offer ``ack_many(items)`` (same effect as ``ack`` on
-each, done at once): it is not part of the Protocol, :func:`core.pattern.consume`
+each, done at once): it is not part of the Protocol, :func:`pcq.core.pattern.consume`
 looks it up with ``getattr`` and uses it on its quiet batch path.
 """
 

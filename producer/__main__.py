@@ -2,6 +2,6 @@
 
 import sys
 
-from core.cli import main
+from pcq.core.cli import main
 
 main(["produce", *sys.argv[1:]])

@@ -14,19 +14,19 @@ import typer
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from core.cli_local import read_names
-from core.cli_options import (
+from pcq.core.cli.options import (
     LedgerOption,
     QueueOption,
     RedisUrlOption,
     checked_ledger,
     route_signals,
 )
-from core.config import RedisSettings
-from core.console import Console
-from core.errors import PcqError, UsageProblem
-from producer.rq_mode import run_rq_producer
-from producer.run import bodies, run_producer
+from pcq.core.console import Console
+from pcq.core.errors import PcqError, UsageProblem
+from pcq.core.names import read_names_file
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.rq_jobs.producer import run_rq_producer
+from pcq.producer.run import bodies, run_producer
 
 __all__ = ["produce", "register", "render_tally"]
 
@@ -88,7 +88,7 @@ def produce(
         url=redis_url, queue=queue, batch=batch, high_water=high_water, items=items
     )
     audit = checked_ledger(ledger)
-    names = read_names(names_file) if names_file is not None else None
+    names = read_names_file(names_file) if names_file is not None else None
     texts = bodies(settings.items, names)
     out = sys.stderr if as_json else sys.stdout
     console = Console(stream=out, host=socket.gethostname())

@@ -8,18 +8,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.audit import PRODUCED, AuditedTransport, RecordFile
-from core.config import RedisSettings
-from core.console import Console
-from core.errors import UsageProblem
-from core.keys import Keys
-from core.local import SEED_NAMES, generated_name
-from core.pattern import produce
-from core.payload import BadPayload
-from core.redisconn import Retrier, connect, stderr_log
-from core.redisq import RedisQueue
-from core.tally import read_tally, retire_run, wait_for_tally
-from core.transport import Item
+from pcq.core.console import Console
+from pcq.core.errors import UsageProblem
+from pcq.core.ledger import PRODUCED, AuditedTransport, RecordFile
+from pcq.core.names import generated_name, seed_bodies
+from pcq.core.pattern import produce
+from pcq.core.redis_common.connection import Retrier, connect, stderr_log
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.payload import BadPayload
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.redis_list.tally import read_tally, retire_run, wait_for_tally
+from pcq.core.transport import Item
 
 __all__ = ["bodies", "run_producer"]
 
@@ -33,7 +33,7 @@ def bodies(items: int | None, names: Sequence[str] | None) -> list[str]:
         return list(names)
     if items is not None:
         return [generated_name(i) for i in range(items)]
-    return [name for group in SEED_NAMES for name in group]
+    return list(seed_bodies())
 
 
 def _items(run: str, texts: Iterable[str]) -> Iterator[Item]:
@@ -62,10 +62,10 @@ def run_producer(
         stop: Set (e.g. by SIGTERM) to stop producing and waiting.
         log: Sink for connection-retry lines.
         ledger: A directory where the ids Redis accepted are also recorded
-            (:mod:`core.audit`).
+            (:mod:`pcq.core.ledger`).
 
     Returns:
-        The tally (:mod:`core.tally` keys, plus ``seconds``, ``items_per_second``
+        The tally (:mod:`pcq.core.redis_list.tally` keys, plus ``seconds``, ``items_per_second``
         and ``complete``).
     """
     halt = stop or threading.Event()

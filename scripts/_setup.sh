@@ -73,3 +73,11 @@ ensure_installed() {  # ensure_installed SPEC (e.g. "." or ".[dev]"): editable i
   sha256sum pyproject.toml | cut -d' ' -f1 >"$(stamp_for "$1")"
   if command -v flock >/dev/null 2>&1; then exec 9>&-; fi  # closing it releases the lock
 }
+
+link_typecheck_tree() {
+  # mypy cannot follow the editable install's import hook, so it reads the
+  # sources under their installed names through links: .typecheck/pcq/core -> core/...
+  mkdir -p .typecheck/pcq
+  local pkg
+  for pkg in core producer consumer; do ln -sfn "../../$pkg" ".typecheck/pcq/$pkg"; done
+}

@@ -1,8 +1,8 @@
 """Run ``pcq local``'s machinery with ledger-keeping consumers (a test driver).
 
 ``python tests/chaos_local.py LEDGER_DIR --items N [...]`` runs one local
-session exactly as ``pcq local`` does (same :class:`~core.mpqueue.LocalQueue`,
-:class:`~core.supervisor.Supervisor`, producers and :func:`~core.pattern.consume`),
+session exactly as ``pcq local`` does (same :class:`~pcq.core.local.channel.LocalQueue`,
+:class:`~pcq.core.local.supervisor.Supervisor`, producers and :func:`~pcq.core.pattern.consume`),
 with one difference: each consumer's handler appends ``id, pid, delivery`` to
 the independent ledger (``tests/ledger.py``) before the transport's ack. The
 parent records every consumer and producer pid it starts in ``LEDGER_DIR/pids``
@@ -38,13 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledger import HANDLED, Ledger
 
-from core.console import Console
-from core.local import Launcher, LocalConfig, Plan, _child_signals
-from core.mpqueue import Ledger as SharedLedger
-from core.mpqueue import LocalQueue
-from core.pattern import consume
-from core.supervisor import Supervisor
-from core.transport import Item
+from pcq.core.console import Console
+from pcq.core.local.channel import Ledger as SharedLedger
+from pcq.core.local.channel import LocalQueue
+from pcq.core.local.children import ignore_sigint
+from pcq.core.local.plan import Plan
+from pcq.core.local.run import Launcher, LocalConfig
+from pcq.core.local.supervisor import Supervisor
+from pcq.core.pattern import consume
+from pcq.core.transport import Item
 
 
 def ledger_consumer_main(
@@ -52,7 +54,7 @@ def ledger_consumer_main(
     ledger_dir: str, delay: float, die_holding_lock: int,
 ) -> None:
     """A consumer process whose handler writes the independent ledger."""
-    _child_signals()
+    ignore_sigint()
     queue.attach_consumer(slot, serial)
     slow = Path(ledger_dir) / "slow"
     out = Ledger(Path(ledger_dir)).writer(HANDLED)
@@ -112,7 +114,7 @@ class Sampler(threading.Thread):
 
 
 class LedgerLauncher(Launcher):
-    """:class:`core.local.Launcher` whose consumers keep the ledger; logs pids."""
+    """:class:`pcq.core.local.run.Launcher` whose consumers keep the ledger; logs pids."""
 
     def __init__(self, *args: object, ledger_dir: Path, delay: float, die_holding_lock: int,
                  sample: float = 0.0, consumers: int = 0) -> None:
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = LocalConfig(producers=args.producers, consumers=args.consumers, items=args.items,
                       max_delay=0.0, batch=args.batch, queue_size=args.queue_size,
                       quiet=not args.verbose, json=True)
-    plan = Plan.build(cfg)
+    plan = Plan.build(producers=cfg.producers, items=cfg.items, names=cfg.names)
     Ledger(args.ledger_dir).produce(str(i) for i in range(plan.total))
     ctx = mp.get_context(cfg.start_method)
     consumers = args.consumers

@@ -1,13 +1,13 @@
 """Producer and consumer processes for the Redis reliability tests (a test driver).
 
 ``python tests/chaos_redis.py consume LEDGER_DIR [--drain]`` runs
-:func:`consumer.run.run_consumer` -- the code behind ``pcq consume`` -- with a
+:func:`pcq.consumer.run.run_consumer` -- the code behind ``pcq consume`` -- with a
 handler that appends ``id, consumer id, delivery`` to the independent ledger
 (``tests/ledger.py``) before the transport's ack. SIGTERM stops it as it stops
 ``pcq consume`` (exit 0).
 
 ``python tests/chaos_redis.py produce LEDGER_DIR --items N`` runs
-:func:`core.pattern.produce` over a :class:`core.redisq.RedisQueue` and appends
+:func:`pcq.core.pattern.produce` over a :class:`pcq.core.redis_list.consumer.RedisQueue` and appends
 each batch's ids to the ledger once ``put`` has returned (Redis acknowledged the
 push). It writes its run id to ``LEDGER_DIR/run`` first and does not wait for
 the tally (the test reads it).
@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledger import HANDLED, PRODUCED, Ledger, LedgerWriter
 
-from consumer.run import run_consumer
-from core.config import RedisSettings
-from core.console import Console
-from core.pattern import produce
-from core.redisconn import connect
-from core.redisq import RedisQueue, consumer_id
-from core.transport import Item
+from pcq.consumer.run import run_consumer
+from pcq.core.console import Console
+from pcq.core.pattern import produce
+from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue, consumer_id
+from pcq.core.transport import Item
 
 
 class RecordingQueue:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-PCQ = [sys.executable, "-m", "core"]
+PCQ = [sys.executable, "-m", "pcq.core"]
 
 
 @dataclass

@@ -25,10 +25,10 @@ from typing import TypeVar
 import pytest
 import redis
 
-from core.compare.redis_server import free_port
-from core.config import RedisSettings
-from core.console import Console
-from core.redisconn import connect
+from pcq.core.compare.redis_server import free_port
+from pcq.core.console import Console
+from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.settings import RedisSettings
 
 REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
@@ -165,7 +165,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def client(redis_settings: RedisSettings) -> Iterator[redis.Redis]:
-    """pcq's own connection (``core.redisconn.connect``) for this test's settings."""
+    """pcq's own connection (``pcq.core.redis_common.connection.connect``) for this test's settings."""
     conn = connect(redis_settings)
     try:
         yield conn

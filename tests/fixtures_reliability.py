@@ -27,8 +27,8 @@ import redis
 from fixtures_redis import PASSWORD, RedisServer, _need_redis, serving
 from ledger import Ledger
 
-from core.config import RedisSettings
-from core.keys import Keys
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
 
 DRIVER = Path(__file__).with_name("chaos_redis.py")
 

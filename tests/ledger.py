@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.audit import HANDLED, PRODUCED, RecordFile
+from pcq.core.ledger import HANDLED, PRODUCED, RecordFile
 
 __all__ = ["DEAD", "HANDLED", "PRODUCED", "Ledger", "LedgerReport", "LedgerWriter"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from core.config import RedisSettings
-from core.keys import Keys
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
 
 HOST = socket.gethostname()
 

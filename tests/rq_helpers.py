@@ -21,7 +21,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 RQ = str(Path(sys.executable).with_name("rq"))
 
-#: Knobs that make a dead worker's job come back in seconds (see consumer/rq_jobs.py).
+#: Knobs that make a dead worker's job come back in seconds (see core/rq_jobs/workers.py).
 FAST_REAP = [
     "--job-monitoring-interval",
     "1",
@@ -52,7 +52,7 @@ def worker_argv(
     *,
     name: str | None = None,
     burst: bool = False,
-    worker_class: str = "consumer.rq_jobs.PcqWorker",
+    worker_class: str = "pcq.core.rq_jobs.workers.PcqWorker",
     queue: str = "pcq",
     extra: list[str] | None = None,
 ) -> list[str]:
@@ -65,7 +65,7 @@ def worker_argv(
         "--serializer",
         "json",
         "--job-class",
-        "consumer.rq_jobs.AllowlistJob",
+        "pcq.core.rq_jobs.jobs.AllowlistJob",
         "--worker-class",
         worker_class,
     ]

@@ -20,13 +20,13 @@ import redis
 from redis.exceptions import NoPermissionError, ResponseError
 from rq_helpers import Worker, worker_argv, worker_env
 
-import core
-from core.config import RedisSettings
-from core.console import Console
-from core.keys import Keys
-from core.tally import retire_run
-from core.transport import Item
-from producer.rq_mode import RqOptions, produce_rq
+import pcq.core
+from pcq.core.console import Console
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.tally import retire_run
+from pcq.core.rq_jobs.producer import RqOptions, produce_rq
+from pcq.core.transport import Item
 
 if TYPE_CHECKING:
     from fixtures_reliability import Crew, OwnRedis
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["fixtures_reliability"]
 pytestmark = pytest.mark.timeout(180)
 
-LUA_DIR = Path(core.__file__).with_name("lua")
+LUA_DIR = Path(pcq.core.__file__).with_name("lua")
 QUEUE = "acltest"  # fixtures_reliability.ACL_QUEUE: the queue the ACL was rendered for
 K = Keys(QUEUE)
 OTHER = Keys("someone-else")

@@ -13,7 +13,7 @@ import sys
 import pytest
 import typer
 
-from core import cli
+from pcq.core import cli
 
 ROOT = typer.main.get_command(cli.app)
 COMMANDS = sorted(getattr(ROOT, "commands", {}))
@@ -74,9 +74,9 @@ def test_no_arguments_shows_help_and_exits_2(capsys: pytest.CaptureFixture[str])
 
 
 def test_real_entry_point_bad_option() -> None:
-    """The same through a fresh interpreter (`python -m core`, i.e. the `pcq` script)."""
+    """The same through a fresh interpreter (`python -m pcq.core`, i.e. the `pcq` script)."""
     result = subprocess.run(
-        [sys.executable, "-m", "core", "fork", "--count", "many"],
+        [sys.executable, "-m", "pcq.core", "fork", "--count", "many"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from fixtures_redis import RedisServer
 
-from core.compare.schema import validate_results
+from pcq.core.compare.schema import validate_results
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -26,11 +26,11 @@ TIMEOUT = 120
 
 
 def pcq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -X dev -W error -m core ARGS`` (the suite's own strictness)."""
+    """Run ``python -X dev -W error -m pcq.core ARGS`` (the suite's own strictness)."""
     full_env = dict(os.environ if env is None else env)
     full_env.pop("REDIS_URL", None) if env is None else None
     return subprocess.run(
-        [sys.executable, "-X", "dev", "-W", "error", "-m", "core", *args],
+        [sys.executable, "-X", "dev", "-W", "error", "-m", "pcq.core", *args],
         cwd=REPO, env=full_env, capture_output=True, text=True, check=False, timeout=TIMEOUT,
     )
 
@@ -126,7 +126,7 @@ def test_unusable_out_dir_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_without_matplotlib_one_line_before_measuring(tmp_path: Path) -> None:
     # As if installed without the `compare` extra (the container image is).
-    code = ("import sys; sys.modules['matplotlib'] = None; from core.cli import main; "
+    code = ("import sys; sys.modules['matplotlib'] = None; from pcq.core.cli import main; "
             "sys.argv = ['pcq', 'compare', '--transports', 'local', '--out', sys.argv[1]]; main()")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -191,7 +191,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
         pytest.skip("/usr/bin/redis-server not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PCQ_REDIS_SERVER")}
     proc = subprocess.Popen(
-        [sys.executable, "-X", "dev", "-W", "error", "-m", "core", "compare", "--transports",
+        [sys.executable, "-X", "dev", "-W", "error", "-m", "pcq.core", "compare", "--transports",
          "redis", "--consumers", "2", "--items", "2000", "--work", "sleep:20",
          "--out", str(tmp_path / "rep")],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fixtures_docker import docker_unavailable
 
-from core.compare.docker_runner import docker_problem
-from core.compare.schema import validate_results
+from pcq.core.compare.docker_runner import docker_problem
+from pcq.core.compare.schema import validate_results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def test_docker_transport_scales_consumer_containers(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     out = tmp_path / "rep"
     proc = subprocess.run(
-        [sys.executable, "-X", "dev", "-W", "error", "-m", "core", "compare", "--docker",
+        [sys.executable, "-X", "dev", "-W", "error", "-m", "pcq.core", "compare", "--docker",
          "--transports", "local", "--consumers", "2", "--items", "24", "--work", "sleep:5",
          "--out", str(out), "--json"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False,

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from core.compare.metrics import RunMetrics, fairness, latency_ms, percentile, summarize
-from core.compare.schema import SCHEMA, validate_results
-from core.compare.workload import Work, make_body, parse_consumers, parse_transports, parse_work
-from core.errors import UsageProblem
+from pcq.core.compare.metrics import RunMetrics, fairness, latency_ms, percentile, summarize
+from pcq.core.compare.schema import SCHEMA, validate_results
+from pcq.core.compare.workload import Work, make_body, parse_consumers, parse_transports, parse_work
+from pcq.core.errors import UsageProblem
 
 
 def test_parse_work() -> None:

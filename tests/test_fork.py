@@ -18,9 +18,9 @@ from typing import IO
 import psutil
 import pytest
 
-from core import cli, forkdemo
-from core.console import Console
-from core.errors import UsageProblem
+from pcq.core import cli, fork_demo
+from pcq.core.console import Console
+from pcq.core.errors import UsageProblem
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -33,7 +33,7 @@ TIMEOUT = 30
 def pcq(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a fresh interpreter."""
     return subprocess.run(
-        [sys.executable, "-m", "core", *args],
+        [sys.executable, "-m", "pcq.core", *args],
         input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,
@@ -65,7 +65,7 @@ def check_demo_lines(out: str, parent: int | None, children: int) -> list[int]:
 
 def test_count_forks_and_reaps_each_child() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core", "fork", "--count", "5"],
+        [sys.executable, "-m", "pcq.core", "fork", "--count", "5"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -119,14 +119,14 @@ def test_zombie_check_sees_an_unreaped_child() -> None:
 def test_library_leaves_no_zombie() -> None:
     seen: list[int] = []
 
-    def right_after_reaping(result: forkdemo.ChildResult) -> None:
+    def right_after_reaping(result: fork_demo.ChildResult) -> None:
         # Checked while the demo is still running, right after each waitpid.
         assert not is_our_child(result.pid)
         seen.append(result.pid)
 
     out = io.StringIO()
-    forker = forkdemo.Forker(Console(stream=out), on_reaped=right_after_reaping)
-    results = forkdemo.run_count(5, forker)
+    forker = fork_demo.Forker(Console(stream=out), on_reaped=right_after_reaping)
+    results = fork_demo.run_count(5, forker)
     pids = [r.pid for r in results]
     assert seen == pids and len(set(pids)) == 5
     assert all(r.exit_code == 0 and r.signal is None for r in results)
@@ -138,7 +138,7 @@ def test_library_leaves_no_zombie() -> None:
 
 def test_reports_a_child_killed_by_a_signal() -> None:
     out = io.StringIO()
-    forker = forkdemo.Forker(Console(stream=out))
+    forker = fork_demo.Forker(Console(stream=out))
     pid = os.fork()
     if pid == 0:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -154,7 +154,7 @@ def test_buffered_output_is_not_printed_twice(tmp_path: Path) -> None:
     path = tmp_path / "out.txt"
     with path.open("w") as stream:
         stream.write("written before forking\n")  # still in the parent's buffer
-        forkdemo.run_count(2, forkdemo.Forker(Console(stream=stream)))
+        fork_demo.run_count(2, fork_demo.Forker(Console(stream=stream)))
     text = path.read_text()
     assert text.count("written before forking") == 1, text
     check_demo_lines(text.replace("written before forking\n", ""), os.getpid(), 2)
@@ -187,7 +187,7 @@ def read_lines(stream: IO[str]) -> queue.Queue[str]:
 
 def test_ctrl_c_exits_130_with_children_reaped() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core", "fork"],
+        [sys.executable, "-m", "pcq.core", "fork"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -217,7 +217,7 @@ def test_without_os_fork_one_line_and_exit_2(
 ) -> None:
     monkeypatch.delattr(os, "fork")
     with pytest.raises(UsageProblem):
-        forkdemo.run_count(1, forkdemo.Forker(Console(stream=io.StringIO())))
+        fork_demo.run_count(1, fork_demo.Forker(Console(stream=io.StringIO())))
     with pytest.raises(SystemExit) as exc:
         cli.main(["fork", "--count", "1"])
     assert exc.value.code == 2
@@ -229,7 +229,7 @@ def test_without_os_fork_one_line_and_exit_2(
 
 def test_ctrl_c_is_held_back_while_a_fork_is_recorded() -> None:
     reached = False
-    with pytest.raises(KeyboardInterrupt), forkdemo._sigint_blocked():
+    with pytest.raises(KeyboardInterrupt), fork_demo._sigint_blocked():
         os.kill(os.getpid(), signal.SIGINT)
         reached = True  # the signal waits until the block ends
     assert reached

@@ -24,8 +24,8 @@ from hostile import DEEP_JSON, TEN_MB, Bomb
 from ledger import HANDLED
 from redis_procs import wait_until
 
-from core.keys import Keys
-from core.tally import read_tally
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_list.tally import read_tally
 
 if TYPE_CHECKING:
     from fixtures_redis import RedisServer
@@ -122,7 +122,7 @@ def test_producer_refuses_a_10_mb_item_in_one_line(redis_server: RedisServer,
     settings = redis_server.settings()
     env = {**os.environ, "REDIS_URL": settings.url, "PCQ_QUEUE": settings.queue}
     proc = subprocess.run(
-        [sys.executable, "-m", "core", "produce", "--names-file", str(names), "--timeout", "0"],
+        [sys.executable, "-m", "pcq.core", "produce", "--names-file", str(names), "--timeout", "0"],
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )
     assert proc.returncode == 2, proc.stderr

@@ -26,10 +26,10 @@ from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 from rq_helpers import Worker, worker_argv, worker_env
 
-from consumer.rq_jobs import HANDLER, AllowlistJob
-from core.keys import Keys
-from core.transport import Item
-from producer.rq_mode import RqOptions, enqueue, open_queue
+from pcq.core.redis_common.keys import Keys
+from pcq.core.rq_jobs.jobs import HANDLER, AllowlistJob
+from pcq.core.rq_jobs.producer import RqOptions, enqueue, open_queue
+from pcq.core.transport import Item
 
 if TYPE_CHECKING:
     from fixtures_redis import RedisServer

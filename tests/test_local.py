@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fixtures_local import run_local_cli, start_local_cli
 
-from core.local import SEED_NAMES
+from pcq.core.names import SEED_NAMES
 
 JSON_KEYS = {
     "produced", "consumed", "lost", "duplicates", "redelivered", "per_consumer",

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 from fixtures_local import run_local_cli
 
-from core.console import Console
-from core.ledger import ItemRun, item_ids, make_items
-from core.mpqueue import MAX_MESSAGE, SENTINEL, Ledger, LocalQueue
-from core.pattern import consume, produce_batches
-from core.transport import Item
+from pcq.core.console import Console
+from pcq.core.local.channel import MAX_MESSAGE, SENTINEL, Ledger, LocalQueue
+from pcq.core.local.items import ItemRun, item_ids, make_items
+from pcq.core.pattern import consume, produce_batches
+from pcq.core.transport import Item
 
 CTX = mp.get_context("fork")
 
@@ -95,10 +95,10 @@ def test_ack_many_records_a_run_in_one_go_and_clears_the_claim(lq: LocalQueue) -
     lq.put(ItemRun(10, bodies(10, 6), 1.0))
     got = lq.get(1.0) or []
     lq.ack_many(got[:4])
-    assert lq.ledger.held(0)[:2] == (10, 6)  # two items still in hand
+    assert lq.ledger.held_by(0)[:2] == (10, 6)  # two items still in hand
     assert list(lq.ledger.done[10:16]) == [1, 1, 1, 1, 0, 0]
     lq.ack_many(got[4:])
-    assert lq.ledger.held(0)[1] == 0
+    assert lq.ledger.held_by(0)[1] == 0
     assert list(lq.ledger.done[10:16]) == [1] * 6
     assert lq.ledger.dups[0] == 0
 
@@ -110,7 +110,7 @@ def test_ack_many_counts_an_item_done_elsewhere_as_a_duplicate(lq: LocalQueue) -
     lq.ack_many(got)
     assert list(lq.ledger.done[0:4]) == [1, 1, 3, 1]  # the first handler keeps the credit
     assert lq.ledger.dups[0] == 1
-    assert lq.ledger.held(0)[1] == 0
+    assert lq.ledger.held_by(0)[1] == 0
 
 
 def test_ack_many_of_non_consecutive_items_goes_item_by_item(lq: LocalQueue) -> None:
@@ -120,7 +120,7 @@ def test_ack_many_of_non_consecutive_items_goes_item_by_item(lq: LocalQueue) -> 
     assert list(lq.ledger.done[0:5]) == [1, 0, 1, 0, 1]
     lq.ack_many([])
     lq.ack_many([got[1], got[3]])
-    assert lq.ledger.held(0)[1] == 0
+    assert lq.ledger.held_by(0)[1] == 0
 
 
 def _fail_on_3(item: Item) -> None:
@@ -134,7 +134,7 @@ def test_fast_path_nacks_a_failure_and_acks_the_rest(lq: LocalQueue) -> None:
     stats = consume(lq, _fail_on_3, Console(quiet=True), poll=0.1)
     assert (stats.handled, stats.failed, stats.released) == (5, 1, 0)
     assert list(lq.ledger.done[0:6]) == [1, 1, 1, 0, 1, 1]
-    assert lq.ledger.held(0)[1] == 0
+    assert lq.ledger.held_by(0)[1] == 0
     kind, first, deliveries, sent, why = pickle.loads(lq.ev_rx.recv(MAX_MESSAGE))
     assert (kind, first, deliveries, sent, why) == ("retry", 3, 1, ["name-3"], "ValueError: no 3")
 
@@ -147,7 +147,7 @@ def test_fast_path_stop_acks_what_was_handled_and_releases_the_rest(lq: LocalQue
     assert seen == ["0", "1"]
     assert (stats.handled, stats.failed, stats.released) == (2, 0, 4)
     assert list(lq.ledger.done[0:6]) == [1, 1, 0, 0, 0, 0]
-    assert lq.ledger.held(0)[1] == 0
+    assert lq.ledger.held_by(0)[1] == 0
     kind, first, deliveries, sent, _ = pickle.loads(lq.ev_rx.recv(MAX_MESSAGE))
     assert (kind, first, deliveries, sent) == ("requeue", 2, 0, bodies(2, 4))
 

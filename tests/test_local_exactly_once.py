@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.local import LocalConfig, Plan, run_local
+from pcq.core.local.plan import Plan
+from pcq.core.local.run import LocalConfig, run_local
 
 
 @settings(
@@ -37,10 +38,10 @@ def test_every_item_is_consumed_exactly_once(
 
 
 def test_plan_splits_items_across_producers_without_gaps() -> None:
-    plan = Plan.build(LocalConfig(producers=3, items=10))
+    plan = Plan.build(producers=3, items=10)
     assert plan.ranges == ((0, 4), (4, 7), (7, 10))
-    seed = Plan.build(LocalConfig())
+    seed = Plan.build()
     assert seed.ranges == ((0, 4), (4, 9), (9, 14))  # one producer per seed list
     assert seed.bodies(4, 2) == ["Early", "Rusty"]
-    more = Plan.build(LocalConfig(producers=5, items=3))
+    more = Plan.build(producers=5, items=3)
     assert [end - start for start, end in more.ranges] == [1, 1, 1, 0, 0]

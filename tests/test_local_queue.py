@@ -13,9 +13,17 @@ import time
 import psutil
 import pytest
 
-from core.errors import PcqError
-from core.mpqueue import MAX_MESSAGE, SENTINEL, Ledger, LocalQueue, encode, make_item, runs
-from core.transport import Item, Transport
+from pcq.core.errors import PcqError
+from pcq.core.local.channel import (
+    MAX_MESSAGE,
+    SENTINEL,
+    Ledger,
+    LocalQueue,
+    encode,
+    make_item,
+    runs,
+)
+from pcq.core.transport import Item, Transport
 
 CTX = mp.get_context("fork")
 
@@ -49,10 +57,10 @@ def test_put_get_round_trip_keeps_ids_bodies_and_times(lq: LocalQueue) -> None:
     assert [(i.id, i.body, i.produced_at, i.deliveries) for i in got] == [
         (str(n), f"name-{n}", 1000.0 + n, 1) for n in range(3, 7)
     ]
-    assert lq.ledger.held(0)[:2] == (3, 4)  # the claim is recorded while held
+    assert lq.ledger.held_by(0)[:2] == (3, 4)  # the claim is recorded while held
     for item in got:
         lq.ack(item)
-    assert lq.ledger.held(0)[1] == 0  # ... and cleared after the last ack
+    assert lq.ledger.held_by(0)[1] == 0  # ... and cleared after the last ack
     assert list(lq.ledger.done[3:7]) == [1, 1, 1, 1]  # serial 0 + 1
     assert lq.ledger.put[0] == 4
 

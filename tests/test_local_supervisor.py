@@ -8,8 +8,8 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from core.local import Launcher, LocalConfig, run_local
-from core.mpqueue import MAX_MESSAGE, LocalQueue
+from pcq.core.local.channel import MAX_MESSAGE, LocalQueue
+from pcq.core.local.run import Launcher, LocalConfig, run_local
 
 
 def _steal_and_die(queue: LocalQueue, stolen: Any) -> None:

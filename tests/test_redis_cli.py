@@ -24,8 +24,8 @@ from redis_procs import (
     wait_until,
 )
 
-from core.config import RedisSettings
-from core.keys import Keys
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
 
 
 def ledger(client: redis.Redis, settings: RedisSettings, run: str) -> set[str]:

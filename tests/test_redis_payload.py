@@ -10,10 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.config import RedisSettings, redact_url
-from core.errors import UsageProblem
-from core.payload import BadPayload, _decode_json, dead_record, decode, encode, encode_many
-from core.transport import Item
+from pcq.core.errors import UsageProblem
+from pcq.core.redis_common.payload import (
+    BadPayload,
+    _decode_json,
+    dead_record,
+    decode,
+    encode,
+    encode_many,
+)
+from pcq.core.redis_common.settings import RedisSettings, redact_url
+from pcq.core.transport import Item
 
 RUN = "0123abcdef01"
 CAP = 64 * 1024

@@ -8,12 +8,12 @@ import time
 import redis
 from fixtures_redis import quiet
 
-from core.config import RedisSettings
-from core.keys import Keys
-from core.pattern import consume, produce
-from core.redisq import RedisQueue
-from core.tally import queue_status, read_tally, retire_run
-from core.transport import Item, Transport
+from pcq.core.pattern import consume, produce
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.redis_list.tally import queue_status, read_tally, retire_run
+from pcq.core.transport import Item, Transport
 
 
 def items(run: str, n: int, prefix: str = "name") -> list[Item]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from fixtures_redis import RedisServer
 from redis_procs import env_for, only_run, processes, processing_lists, registered, wait_until
 
-from core.keys import Keys
+from pcq.core.redis_common.keys import Keys
 
 ITEMS = 2000
 

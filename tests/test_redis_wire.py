@@ -1,4 +1,4 @@
-"""The queue's hot path (core.redisparts.Wire, claim.lua's shortcuts) against a real redis-server.
+"""The queue's hot path (pcq.core.redis_list.scripts.Wire, claim.lua's shortcuts) against a real redis-server.
 
 Claims and pushes bypass redis-py's per-command machinery; these tests check
 that what that machinery gave us still holds: scripts reload after Redis forgot
@@ -15,12 +15,12 @@ import pytest
 import redis
 from fixtures_redis import quiet
 
-from core.config import RedisSettings
-from core.keys import Keys
-from core.pattern import consume, produce
-from core.redisq import RedisQueue
-from core.tally import read_tally
-from core.transport import Item
+from pcq.core.pattern import consume, produce
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.redis_list.tally import read_tally
+from pcq.core.transport import Item
 
 
 def items(run: str, start: int, n: int) -> list[Item]:

@@ -21,7 +21,7 @@ import pytest
 from chaos import chaos_rng, kill_loop
 from ledger import HANDLED, PRODUCED
 
-from core.tally import queue_status, read_tally
+from pcq.core.redis_list.tally import queue_status, read_tally
 
 if TYPE_CHECKING:  # imported as a plugin below: importing it here would skip its rewrite
     from fixtures_redis import RedisServer
@@ -188,7 +188,7 @@ def test_pcq_produce_sigterm_reports_what_it_did_not_produce(
     team.consumer(drain=False, delay=0.002)
     (team.dir / "slow").touch()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core", "produce", "--items", "100000", "--json", "--batch", "50"],
+        [sys.executable, "-m", "pcq.core", "produce", "--items", "100000", "--json", "--batch", "50"],
         env={**team.env, "PCQ_QUEUE": settings.queue}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )

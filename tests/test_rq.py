@@ -26,12 +26,19 @@ from rq import Callback, Queue, Retry
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq_helpers import FAST_REAP, FAST_REAP_ENV, RQ, Worker, worker_argv, worker_env
 
-from consumer.rq_jobs import HANDLER, AllowlistJob
-from core.config import RedisSettings
-from core.console import Console
-from core.keys import Keys
-from core.transport import Item
-from producer.rq_mode import RqOptions, enqueue, job_ids, open_queue, produce_rq, read_tally
+from pcq.core.console import Console
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.rq_jobs.jobs import HANDLER, AllowlistJob
+from pcq.core.rq_jobs.producer import (
+    RqOptions,
+    enqueue,
+    job_ids,
+    open_queue,
+    produce_rq,
+    read_tally,
+)
+from pcq.core.transport import Item
 
 NAMES = ["Master Shake", "Meatwad", "Frylock", "Carl", "Rick", "Morty", "Jerry", "Summer"]
 pytestmark = pytest.mark.timeout(120)
@@ -193,8 +200,8 @@ def produce_rq_wait(
     conn: redis.Redis, queue: Queue, settings: RedisSettings, run: str, items: list[Item]
 ) -> dict[str, Any]:
     """Wait for a run like the producer does (ledger or failed registry), then tally."""
-    from core.redisconn import Retrier
-    from producer.rq_mode import wait
+    from pcq.core.redis_common.connection import Retrier
+    from pcq.core.rq_jobs.producer import wait
 
     assert wait(conn, queue, run, items, RqOptions(wait_timeout=30), retrier=Retrier(settings))
     return read_tally(conn, queue, run, items, retries=settings.max_deliveries - 1)
@@ -312,7 +319,7 @@ def test_jobs_outside_the_allowed_handler_are_refused(
             "--url",
             settings.url,
             "--worker-class",
-            "consumer.rq_jobs.PcqWorker",
+            "pcq.core.rq_jobs.workers.PcqWorker",
             "--burst",
             "--name",
             "w-guard",
@@ -340,7 +347,7 @@ def test_healthcheck_sees_only_this_hosts_workers(
     conn: redis.Redis, settings: RedisSettings, workers: list[Worker]
 ) -> None:
     def check(host: str) -> subprocess.CompletedProcess[str]:
-        code = f"import sys, consumer.rq_jobs as m; sys.exit(m.check(host={host!r}))"
+        code = f"import sys, pcq.core.rq_jobs.workers as m; sys.exit(m.check(host={host!r}))"
         return subprocess.run(
             [sys.executable, "-c", code],
             capture_output=True,

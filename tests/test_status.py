@@ -13,11 +13,11 @@ from fixtures_redis import RedisServer, free_port
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from core.cli_status import RateWindow
-from core.config import RedisSettings
-from core.redisconn import connect
-from core.redisq import RedisQueue
-from core.transport import Item
+from pcq.core.cli.status import RateWindow
+from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.transport import Item
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 def pcq(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     return subprocess.run(
-        [sys.executable, "-X", "dev", "-W", "error", "-m", "core", *args],
+        [sys.executable, "-X", "dev", "-W", "error", "-m", "pcq.core", *args],
         cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=60,
     )
 
@@ -48,7 +48,7 @@ def test_status_reflects_a_filled_queue(redis_server: RedisServer, redis_setting
         producer.put([Item(f"{run}:{n}", f"name {n}", time.time()) for n in range(10)])
         producer_client.lpush(producer.keys.queue, b"not json at all")  # first in line
         queue = Queue(rq_name, connection=producer_client, serializer=JSONSerializer)
-        queue.enqueue("core.compare.rq_runner.rq_handle", payload="{}", work="noop")
+        queue.enqueue("pcq.core.compare.rq_runner.rq_handle", payload="{}", work="noop")
 
         before = status_json(settings, rq_name, "--window", "0")
         assert before["length"] == 11 and before["in_flight"] == 0
@@ -136,7 +136,7 @@ def test_status_with_a_role_limited_user(redis_server: RedisServer, redis_settin
 
 def test_rate_counts_acknowledged_items(redis_settings: RedisSettings) -> None:
     """items/s comes from the runs' ledgers: acknowledging 5 items between two samples counts 5."""
-    from core.cli_status import _rate, collect
+    from pcq.core.cli.status import _rate, collect
 
     settings = RedisSettings(url=redis_settings.url, queue=redis_settings.queue, batch=5)
     client, worker = connect(settings), connect(settings)

@@ -1,10 +1,10 @@
 """``pcq compare``: one workload through every transport, measured side by side.
 
-Modules: :mod:`~core.compare.workload` (items and work), one runner per
-transport (:mod:`~core.compare.local_runner`, :mod:`~core.compare.redis_runner`,
-:mod:`~core.compare.rq_runner`, :mod:`~core.compare.docker_runner` with its
-container side :mod:`~core.compare.docker_side`), :mod:`~core.compare.metrics`,
-:mod:`~core.compare.run` (the loop), :mod:`~core.compare.report` and
-:mod:`~core.compare.schema` (results.json), :mod:`~core.compare.redis_server`
+Modules: :mod:`~pcq.core.compare.workload` (items and work), one runner per
+transport (:mod:`~pcq.core.compare.local_runner`, :mod:`~pcq.core.compare.redis_runner`,
+:mod:`~pcq.core.compare.rq_runner`, :mod:`~pcq.core.compare.docker_runner` with its
+container side :mod:`~pcq.core.compare.docker_side`), :mod:`~pcq.core.compare.metrics`,
+:mod:`~pcq.core.compare.run` (the loop), :mod:`~pcq.core.compare.report` and
+:mod:`~pcq.core.compare.schema` (results.json), :mod:`~pcq.core.compare.redis_server`
 (the throwaway server of the embedded default).
 """

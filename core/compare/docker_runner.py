@@ -2,11 +2,11 @@
 
 Per consumer count N, a compose project of its own (``pcq-cmp-<random>``) from
 the repository's ``docker-compose.yml`` plus a generated override that runs
-:mod:`core.compare.docker_side` in the consumer service:
+:mod:`pcq.core.compare.docker_side` in the consumer service:
 
 1. ``docker compose build consumer redis`` (once per comparison; layers are cached);
 2. ``up -d --scale consumer=N redis consumer``;
-3. ``run --rm --no-deps producer python -m core.compare.docker_side produce ...``
+3. ``run --rm --no-deps producer python -m pcq.core.compare.docker_side produce ...``
    (Redis is on an internal network: the producer has to be a container too;
    it connects as the ACL admin user, as it also reads the consumers' keys),
    which prints the tally and every item's stamps as JSON;
@@ -32,9 +32,9 @@ from typing import Any
 
 import psutil
 
-from core.compare.metrics import RssSampler, RunMetrics
-from core.compare.workload import Workload
-from core.errors import PcqError
+from pcq.core.compare.metrics import RssSampler, RunMetrics
+from pcq.core.compare.workload import Workload
+from pcq.core.errors import PcqError
 
 __all__ = ["COMPOSE_FILE", "DockerCompare", "docker_problem"]
 
@@ -51,7 +51,7 @@ Progress = Callable[[int], None]
 _OVERRIDE = """\
 services:
   consumer:
-    command: ["python", "-m", "core.compare.docker_side", "consume", "--work", "{work}"]
+    command: ["python", "-m", "pcq.core.compare.docker_side", "consume", "--work", "{work}"]
     healthcheck:
       disable: true
 """
@@ -139,7 +139,7 @@ class DockerCompare:
                 out = self._checked(
                     project, env, "run", "--rm", "--no-deps", "-T", "-e", "REDIS_URL", "producer",
                     "python", "-m",
-                    "core.compare.docker_side", "produce", "--items", str(w.items),
+                    "pcq.core.compare.docker_side", "produce", "--items", str(w.items),
                     "--payload-bytes", str(w.payload_bytes), "--consumers", str(consumers),
                     "--timeout", f"{timeout:g}", timeout=timeout + 60,
                 )

@@ -1,4 +1,4 @@
-"""The container side of ``pcq compare --docker`` (``python -m core.compare.docker_side``).
+"""The container side of ``pcq compare --docker`` (``python -m pcq.core.compare.docker_side``).
 
 Inside the compose project the host cannot reach Redis (its network is
 internal), so both roles run in containers of the pcq image:
@@ -25,16 +25,17 @@ import threading
 import time
 from typing import Any
 
-from consumer.run import run_consumer
-from core.compare.local_runner import QuietConsole
-from core.compare.workload import make_body, stamping
-from core.config import RedisSettings
-from core.keys import Keys
-from core.pattern import produce
-from core.redisconn import connect
-from core.redisq import RedisQueue, consumer_id, new_run_id
-from core.tally import read_tally, wait_for_tally
-from core.transport import Item
+from pcq.consumer.run import run_consumer
+from pcq.core.compare.workload import make_body, stamping
+from pcq.core.console import QuietConsole
+from pcq.core.pattern import produce
+from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.payload import new_run_id
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue, consumer_id
+from pcq.core.redis_list.tally import read_tally, wait_for_tally
+from pcq.core.transport import Item
 
 __all__ = ["main", "stamps_key"]
 
@@ -94,7 +95,7 @@ def produce_run(settings: RedisSettings, items: int, size: int, consumers: int, 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ``consume --work SPEC`` or ``produce --items N ...``."""
-    parser = argparse.ArgumentParser(prog="python -m core.compare.docker_side")
+    parser = argparse.ArgumentParser(prog="python -m pcq.core.compare.docker_side")
     sub = parser.add_subparsers(dest="role", required=True)
     con = sub.add_parser("consume")
     con.add_argument("--work", default="noop")

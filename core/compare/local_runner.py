@@ -1,7 +1,7 @@
 """The local transport under a comparison workload.
 
-This is ``pcq local`` (its :class:`~core.supervisor.Supervisor`,
-:class:`~core.mpqueue.LocalQueue` and :class:`~core.mpqueue.Ledger`, unchanged)
+This is ``pcq local`` (its :class:`~pcq.core.local.supervisor.Supervisor`,
+:class:`~pcq.core.local.channel.LocalQueue` and :class:`~pcq.core.local.channel.Ledger`, unchanged)
 with two differences: the producer makes the workload's padded bodies, and the
 consumer runs the workload's handler and stamps, in shared memory, when each
 item was handled, which gives the latencies.
@@ -16,7 +16,6 @@ milliseconds.
 from __future__ import annotations
 
 import multiprocessing as mp
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -25,32 +24,21 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from core.compare.metrics import RssSampler, RunMetrics, Ticker
-from core.compare.workload import Workload, make_body, make_work
-from core.console import Console
-from core.local import Launcher, LocalConfig, Plan
-from core.mpqueue import Ledger, LocalQueue
-from core.pattern import consume, produce
-from core.supervisor import Supervisor
-from core.transport import Item
+from pcq.core.compare.metrics import RssSampler, RunMetrics, Ticker
+from pcq.core.compare.workload import Workload, make_body, make_work
+from pcq.core.console import Console, QuietConsole
+from pcq.core.local.channel import LocalQueue
+from pcq.core.local.children import ignore_sigint
+from pcq.core.local.plan import Plan
+from pcq.core.local.run import Launcher, LocalConfig
+from pcq.core.local.shared_state import SharedState
+from pcq.core.local.supervisor import Supervisor
+from pcq.core.pattern import consume, produce
+from pcq.core.transport import Item
 
-__all__ = ["QuietConsole", "compare_context", "run_local_compare"]
+__all__ = ["compare_context", "run_local_compare"]
 
 Progress = Callable[[int], None]
-
-
-class QuietConsole(Console):
-    """The demo console minus the per-process chatter (a comparison draws progress bars).
-
-    Lines that report trouble (a consumer died, an item dead-lettered) still print.
-    """
-
-    def starting_producer(self) -> None: ...
-    def producer_exiting(self) -> None: ...
-    def starting_consumer(self) -> None: ...
-    def got(self, body: str) -> None: ...
-    def consumer_exiting(self) -> None: ...
-    def parent_exiting(self) -> None: ...
 
 
 def compare_context() -> BaseContext:
@@ -58,7 +46,7 @@ def compare_context() -> BaseContext:
     if "forkserver" not in mp.get_all_start_methods():  # pragma: no cover - not Linux
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["core.compare.local_runner", "core.compare.redis_runner"])
+    ctx.set_forkserver_preload(["pcq.core.compare.local_runner", "pcq.core.compare.redis_runner"])
     return ctx
 
 
@@ -70,12 +58,6 @@ class WorkPlan(Plan):
 
     def bodies(self, start: int, count: int) -> list[str]:
         return [make_body(i, self.payload_bytes) for i in range(start, start + count)]
-
-
-def _child_signals() -> None:
-    # Ctrl-C is the parent's to handle (it stops the children); children ignore it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 READY_TIMEOUT = 30.0
@@ -100,7 +82,7 @@ def producer_main(
     ready: Any = None, consumers: int = 0,
 ) -> None:
     """A producer process: put the workload's items ``span[0] .. span[1] - 1``."""
-    _child_signals()
+    ignore_sigint()
     queue.attach_producer(index)
     try:
         if ready is not None:
@@ -117,7 +99,7 @@ def consumer_main(
     counts_raw: Any, ready_raw: Any,
 ) -> None:
     """A consumer process: run the workload's handler, stamp ``handled_at`` per item."""
-    _child_signals()
+    ignore_sigint()
     queue.attach_consumer(slot, serial)
     memoryview(ready_raw).cast("B").cast("q")[serial] = 1
     work = make_work(spec)
@@ -169,7 +151,7 @@ def run_local_compare(
     total = workload.items
     plan = WorkPlan(ranges=((0, total),), names=None, payload_bytes=workload.payload_bytes)
     max_restarts = 10 + 2 * consumers
-    ledger = Ledger(ctx, total, consumers, consumers + max_restarts + 1, 1)
+    ledger = SharedState(ctx, total, consumers, consumers + max_restarts + 1, 1)
     queue = LocalQueue(ctx, ledger)
     stamps, counts = ctx.RawArray("d", total), ctx.RawArray("q", consumers + max_restarts + 1)
     console = QuietConsole(ctx.Lock(), sys.stderr, quiet=True)

@@ -1,7 +1,7 @@
 """The Redis-list transport under a comparison workload (consumers on this host).
 
-The stock pieces do the work: :class:`~core.redisq.RedisQueue`,
-:func:`core.pattern.produce` and :func:`consumer.run.run_consumer` with
+The stock pieces do the work: :class:`~pcq.core.redis_list.consumer.RedisQueue`,
+:func:`pcq.core.pattern.produce` and :func:`pcq.consumer.run.run_consumer` with
 ``drain=True``. Each comparison uses a queue of its own (``cmp-<random>``)
 and deletes every key of it afterwards, so it can run on a shared server.
 
@@ -28,18 +28,19 @@ from typing import Any
 
 import redis
 
-from consumer.run import run_consumer
-from core.compare.local_runner import QuietConsole
-from core.compare.metrics import RssSampler, RunMetrics
-from core.compare.workload import Workload, make_body, stamping
-from core.config import RedisSettings
-from core.errors import PcqError
-from core.keys import Keys
-from core.pattern import produce
-from core.redisconn import connect
-from core.redisq import RedisQueue, consumer_id, new_run_id
-from core.tally import read_tally
-from core.transport import Item
+from pcq.consumer.run import run_consumer
+from pcq.core.compare.metrics import RssSampler, RunMetrics
+from pcq.core.compare.workload import Workload, make_body, stamping
+from pcq.core.console import QuietConsole
+from pcq.core.errors import PcqError
+from pcq.core.pattern import produce
+from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.payload import new_run_id
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import RedisQueue, consumer_id
+from pcq.core.redis_list.tally import read_tally
+from pcq.core.transport import Item
 
 __all__ = ["delete_queue_keys", "run_redis_compare"]
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from core.errors import PcqError
+from pcq.core.errors import PcqError
 
 if TYPE_CHECKING:
     from typing_extensions import Self

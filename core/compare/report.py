@@ -1,6 +1,6 @@
 """Writing a comparison's report folder and printing its table.
 
-``write_report`` produces ``results.json`` (schema in :mod:`core.compare.schema`),
+``write_report`` produces ``results.json`` (schema in :mod:`pcq.core.compare.schema`),
 ``report.md``, ``throughput.png`` and ``latency.png`` (matplotlib, Agg backend:
 no display needed).
 """

@@ -1,7 +1,7 @@
 """The RQ transport under a comparison workload: stock ``rq worker`` processes on this host.
 
 Each item becomes one RQ job calling :func:`rq_handle` with JSON arguments
-(the schema-v1 payload of :mod:`core.payload` and the work spec). Workers are
+(the schema-v1 payload of :mod:`pcq.core.redis_common.payload` and the work spec). Workers are
 the stock ``rq worker`` command -- forking (``rq.worker.Worker``, RQ's default:
 one fork per job) or ``rq.worker.SimpleWorker`` (jobs run in the worker) --
 with :class:`CompareJob`, which runs :func:`rq_handle` and nothing else.
@@ -33,18 +33,18 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from core.compare.metrics import RssSampler, RunMetrics
-from core.compare.workload import Workload, make_body, make_work
-from core.config import RedisSettings
-from core.errors import PcqError
-from core.keys import Keys
-from core.payload import decode, encode, run_of
-from core.redisconn import connect
-from core.transport import Item
+from pcq.core.compare.metrics import RssSampler, RunMetrics
+from pcq.core.compare.workload import Workload, make_body, make_work
+from pcq.core.errors import PcqError
+from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.payload import decode, encode, run_of
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.transport import Item
 
 __all__ = ["COMPARE_HANDLER", "WORKER_CLASSES", "CompareJob", "rq_handle", "run_rq_compare"]
 
-COMPARE_HANDLER = "core.compare.rq_runner.rq_handle"
+COMPARE_HANDLER = "pcq.core.compare.rq_runner.rq_handle"
 WORKER_CLASSES = {"fork": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker"}
 READY_TIMEOUT = 30.0
 _CHUNK = 500
@@ -117,7 +117,7 @@ class _Workers:
         env.pop("PYTHONWARNINGS", None)  # -W error is for pcq, not for RQ's internals
         base = [
             *_rq_command(), "worker", "--serializer", "json", "--quiet",
-            "--job-class", "core.compare.rq_runner.CompareJob", "--worker-class", WORKER_CLASSES[kind],
+            "--job-class", "pcq.core.compare.rq_runner.CompareJob", "--worker-class", WORKER_CLASSES[kind],
         ]  # fmt: skip
         self.procs = [
             subprocess.Popen(

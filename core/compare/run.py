@@ -19,16 +19,16 @@ from typing import Any
 
 import redis
 
-from core.compare.docker_runner import DockerCompare, docker_problem
-from core.compare.local_runner import compare_context, run_local_compare
-from core.compare.metrics import RunMetrics, summarize
-from core.compare.redis_runner import run_redis_compare
-from core.compare.redis_server import ThrowawayRedis, find_redis_server
-from core.compare.rq_runner import run_rq_compare
-from core.compare.schema import SCHEMA
-from core.compare.workload import Workload
-from core.config import RedisSettings
-from core.redisconn import connect, explain
+from pcq.core.compare.docker_runner import DockerCompare, docker_problem
+from pcq.core.compare.local_runner import compare_context, run_local_compare
+from pcq.core.compare.metrics import RunMetrics, summarize
+from pcq.core.compare.redis_runner import run_redis_compare
+from pcq.core.compare.redis_server import ThrowawayRedis, find_redis_server
+from pcq.core.compare.rq_runner import run_rq_compare
+from pcq.core.compare.schema import SCHEMA
+from pcq.core.compare.workload import Workload
+from pcq.core.redis_common.connection import connect, explain
+from pcq.core.redis_common.settings import RedisSettings
 
 __all__ = ["HOW_TO_ADD_REDIS", "CompareConfig", "Reporter", "run_compare"]
 

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.errors import UsageProblem
-from core.local import generated_name
-from core.transport import Item
+from pcq.core.errors import UsageProblem
+from pcq.core.names import generated_name
+from pcq.core.transport import Item
 
 __all__ = [
     "MAX_PAYLOAD_BYTES", "TRANSPORTS", "Work", "Workload", "make_body", "make_work",

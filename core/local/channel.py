@@ -41,10 +41,11 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.context import BaseContext
 from typing import Any, cast
 
-from core.errors import PcqError
-from core.ledger import INFLIGHT as _INFLIGHT
-from core.ledger import ItemRun, Ledger, make_item, make_items
-from core.transport import Item
+from pcq.core.errors import PcqError
+from pcq.core.local.items import ItemRun, make_item, make_items
+from pcq.core.local.shared_state import HELD_FIELDS as _INFLIGHT
+from pcq.core.local.shared_state import SharedState as Ledger
+from pcq.core.transport import Item
 
 __all__ = [
     "MAX_MESSAGE", "SENTINEL", "ItemRun", "Ledger", "LocalQueue", "encode", "make_item", "runs",
@@ -97,7 +98,7 @@ def runs(indexes: Sequence[int]) -> Iterator[tuple[int, int]]:
 
 
 class LocalQueue:
-    """The local :class:`~core.transport.Transport` (see the module docstring).
+    """The local :class:`~pcq.core.transport.Transport` (see the module docstring).
 
     One object is created by the supervisor and handed to every child, which
     then calls :meth:`attach_producer` or :meth:`attach_consumer` once.
@@ -269,7 +270,7 @@ class LocalQueue:
         first, deliveries, bodies, budgeted = pickle.loads(self._view[:n])
         # Record the claim *before* releasing the queue slot: a consumer killed
         # in between then still shows "owes a release" and the supervisor pays it.
-        base, view, d = self._base, self.ledger.inflight, deliveries + 1
+        base, view, d = self._base, self.ledger.held, deliveries + 1
         view[base] = first
         view[base + 2] = d
         owes = budgeted and self.sem is not None
@@ -303,7 +304,7 @@ class LocalQueue:
     def _settle(self, count: int) -> None:
         self._left -= count
         if self._left <= 0:
-            self.ledger.inflight[self._base + 1] = 0
+            self.ledger.held[self._base + 1] = 0
 
     def ack(self, item: Item) -> None:
         """Record ``item`` as handled by this consumer (a second time: a duplicate)."""
@@ -315,7 +316,7 @@ class LocalQueue:
             done[idx] = self.serial + 1
         self._left -= 1
         if not self._left:
-            self.ledger.inflight[self._base + 1] = 0
+            self.ledger.held[self._base + 1] = 0
 
     def ack_many(self, items: Sequence[Item]) -> None:
         """Like :meth:`ack` for each item, recorded in one store when the items are
@@ -337,7 +338,7 @@ class LocalQueue:
         done[first:end] = array("i", [self.serial + 1]) * count
         self._left -= count
         if self._left <= 0:
-            self.ledger.inflight[self._base + 1] = 0
+            self.ledger.held[self._base + 1] = 0
 
     def nack(self, item: Item, reason: str) -> None:
         """Handler failed: have the supervisor deliver it again, or dead-letter it."""

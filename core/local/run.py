@@ -10,8 +10,8 @@ queued, never put anything on its queue and joined only the producers. Here:
 * Ctrl-C stops producing, lets consumers finish the item in hand, reports what
   was never consumed and reaps every child before exiting with 130.
 
-This module holds the run's configuration, the item plan and the code each
-child process runs; :mod:`core.supervisor` is the parent's loop.
+This module holds the run's configuration and the code each child process
+runs; :mod:`pcq.core.local.supervisor` is the parent's loop.
 """
 
 from __future__ import annotations
@@ -21,34 +21,27 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
-from typing import Any, TextIO
+from typing import Any
 
-from core.console import Console
-from core.mpqueue import ItemRun, Ledger, LocalQueue, make_item
-from core.pattern import consume, produce, produce_batches
-from core.report import LocalResult
-from core.supervisor import Supervisor
-from core.transport import Item
+from pcq.core.console import Console, DemoConsole
+from pcq.core.local.channel import LocalQueue
+from pcq.core.local.children import ignore_sigint, sigint_blocked
+from pcq.core.local.items import ItemRun, make_item
+from pcq.core.local.plan import Plan
+from pcq.core.local.result import LocalResult
+from pcq.core.local.shared_state import SharedState
+from pcq.core.local.supervisor import Supervisor
+from pcq.core.names import generated_name
+from pcq.core.pattern import consume, produce, produce_batches
+from pcq.core.transport import Item
 
-__all__ = [
-    "SEED_NAMES", "DemoConsole", "LocalConfig", "Plan", "default_start_method", "discard_stream",
-    "run_local", "stop_helpers",
-]
-
-# The seed article's three lists, one producer each.
-SEED_NAMES: tuple[tuple[str, ...], ...] = (
-    ("Master Shake", "Meatwad", "Frylock", "Carl"),
-    ("Early", "Rusty", "Sheriff", "Granny", "Lil"),
-    ("Rick", "Morty", "Jerry", "Summer", "Beth"),
-)
-_FLAT = tuple(name for names in SEED_NAMES for name in names)
-
+__all__ = ["Launcher", "LocalConfig", "default_start_method", "make_handler", "run_local"]
 
 def default_start_method() -> str:
     """``fork`` where available (Linux), else the platform default.
@@ -58,11 +51,6 @@ def default_start_method() -> str:
     a *multi-threaded* parent can deadlock -- our parent starts no threads.
     """
     return "fork" if "fork" in mp.get_all_start_methods() else mp.get_start_method()
-
-
-def generated_name(index: int) -> str:
-    """Name of generated item ``index`` (``--items N``): a seed name plus a number."""
-    return f"{_FLAT[index % len(_FLAT)]} #{index}"
 
 
 @dataclass(frozen=True)
@@ -90,76 +78,7 @@ class LocalConfig:
     poll: float = 0.1  # how often an idle consumer looks at the stop flag
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Which items exist and which producer makes which: ``ranges[p] = (start, end)``."""
-
-    ranges: tuple[tuple[int, int], ...]
-    names: tuple[str, ...] | None  # None: generated names
-
-    @property
-    def total(self) -> int:
-        """How many items the run is meant to produce."""
-        return self.ranges[-1][1] if self.ranges else 0
-
-    def bodies(self, start: int, count: int) -> list[str]:
-        """Bodies of items ``start .. start + count - 1``."""
-        if self.names is not None:
-            return list(self.names[start : start + count])
-        return [generated_name(i) for i in range(start, start + count)]
-
-    @classmethod
-    def build(cls, cfg: LocalConfig) -> Plan:
-        """Split the items of ``cfg`` across its producers (contiguous ranges)."""
-        if cfg.items is None and cfg.names is None and cfg.producers in (None, len(SEED_NAMES)):
-            sizes = [len(names) for names in SEED_NAMES]
-            return cls(_ranges(sizes), _FLAT)
-        total = cfg.items if cfg.items is not None else len(cfg.names or _FLAT)
-        producers = cfg.producers or len(SEED_NAMES)
-        sizes = [total // producers + (p < total % producers) for p in range(producers)]
-        names = None if cfg.items is not None else (cfg.names or _FLAT)
-        return cls(_ranges(sizes), names)
-
-
-def _ranges(sizes: list[int]) -> tuple[tuple[int, int], ...]:
-    out, start = [], 0
-    for size in sizes:
-        out.append((start, start + size))
-        start += size
-    return tuple(out)
-
-
-class DemoConsole(Console):
-    """The demo's console: a reader that went away (``pcq local | head``) silences
-    the lines instead of killing, one by one, every process that prints."""
-
-    def line(self, text: str) -> None:
-        """Write like :meth:`Console.line`; on a closed pipe, discard from now on."""
-        try:
-            super().line(text)
-        except BrokenPipeError:
-            discard_stream(self.stream or sys.stdout)
-
-
-def discard_stream(stream: TextIO) -> None:
-    """Point ``stream``'s descriptor at /dev/null (this process only), so that
-    neither later writes nor the flush at exit fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, stream.fileno())
-    finally:
-        os.close(devnull)
-
-
 # --------------------------------------------------------------- the children
-def _child_signals() -> None:
-    # The terminal sends Ctrl-C to the whole process group; only the parent
-    # decides what it means. SIGINT was blocked while we were started, so set
-    # "ignore" first, then unblock (a pending SIGINT is dropped, not raised).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def producer_main(
     queue: LocalQueue,
     index: int,
@@ -169,7 +88,7 @@ def producer_main(
     batch: int,
 ) -> None:
     """A producer process: put items ``start .. end - 1`` on the queue."""
-    _child_signals()
+    ignore_sigint()
     queue.attach_producer(index)
     try:
         if batch == 1:  # one message per item anyway: per-item Items cost no more
@@ -235,7 +154,7 @@ def consumer_main(
     queue: LocalQueue, slot: int, serial: int, console: Console, cfg: LocalConfig
 ) -> None:
     """A consumer process: handle items until a sentinel (or the stop flag)."""
-    _child_signals()
+    ignore_sigint()
     queue.attach_consumer(slot, serial)
     try:
         handle = make_handler(cfg, serial)
@@ -245,18 +164,6 @@ def consumer_main(
 
 
 # ----------------------------------------------------------------- the parent
-@contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT while a child starts: it inherits the mask and ignores the signal
-    before unblocking, so a Ctrl-C cannot hit it half-started; the parent gets the
-    signal when the block lifts."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 class Launcher:
     """Starts the child processes of one run (the supervisor calls it)."""
 
@@ -279,7 +186,7 @@ class Launcher:
 
     def _start(self, target: Callable[..., None], args: tuple, name: str) -> BaseProcess:
         proc = self.ctx.Process(target=target, args=args, name=name)  # type: ignore[attr-defined]
-        with _sigint_blocked():
+        with sigint_blocked():
             proc.start()
         return proc
 
@@ -289,12 +196,12 @@ def run_local(cfg: LocalConfig, launcher: type[Launcher] | None = None) -> Local
 
     ``launcher`` lets tests start misbehaving children (default: :class:`Launcher`).
     """
-    plan = Plan.build(cfg)
+    plan = Plan.build(producers=cfg.producers, items=cfg.items, names=cfg.names)
     producers = len(plan.ranges)
     consumers = cfg.consumers or 2 * producers
     max_restarts = 100 + 10 * consumers  # a crash loop is a failure, not a retry policy
     ctx = mp.get_context(cfg.start_method)
-    ledger = Ledger(ctx, plan.total, consumers, consumers + max_restarts + 1, producers)
+    ledger = SharedState(ctx, plan.total, consumers, consumers + max_restarts + 1, producers)
     queue = LocalQueue(ctx, ledger, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
     console = DemoConsole(ctx.Lock(), sys.stderr if cfg.json else sys.stdout, quiet=cfg.quiet)
     sup = Supervisor(
@@ -314,8 +221,6 @@ def run_local(cfg: LocalConfig, launcher: type[Launcher] | None = None) -> Local
 
 def _install_stop_handlers(callback: Callable[[int], None]) -> dict[int, Any]:
     """Ctrl-C and SIGTERM (``kill PID``) both mean: stop cleanly. Returns the old handlers."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return {}  # signal handlers can only be set from the main thread
 
@@ -325,20 +230,3 @@ def _install_stop_handlers(callback: Callable[[int], None]) -> dict[int, Any]:
     return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def stop_helpers() -> None:
-    """Stop multiprocessing's forkserver and resource-tracker processes, if any.
-
-    They outlive the run and exit on their own when this process exits, but
-    then nobody waits for them: where PID 1 does not reap orphans (some
-    containers) they linger as zombies. Call this just before exiting.
-    """
-    import gc
-    from multiprocessing import forkserver, resource_tracker
-
-    gc.collect()  # semaphores unregister from the tracker when collected
-    helpers: list[Any] = [forkserver._forkserver, resource_tracker._resource_tracker]
-    for helper in helpers:
-        try:
-            helper._stop()
-        except (OSError, AttributeError, ChildProcessError):
-            pass

@@ -13,14 +13,12 @@ import time
 from collections import Counter, deque
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from core.console import Console
-from core.mpqueue import SENTINEL, LocalQueue, encode, runs
-from core.report import DeadLetter, LocalResult
-
-if TYPE_CHECKING:
-    from core.local import Plan
+from pcq.core.console import Console
+from pcq.core.local.channel import SENTINEL, LocalQueue, encode, runs
+from pcq.core.local.plan import Plan
+from pcq.core.local.result import DeadLetter, LocalResult
 
 __all__ = ["Supervisor"]
 
@@ -36,7 +34,7 @@ class _Launcher(Protocol):
 
 
 class Supervisor:
-    """Runs one session (see :func:`core.local.run_local`)."""
+    """Runs one session (see :func:`pcq.core.local.run.run_local`)."""
 
     def __init__(
         self,
@@ -177,7 +175,7 @@ class Supervisor:
 
     def _settle_dead_slot(self, slot: int) -> int:
         """Give back what a dead consumer held; return how many items were put back."""
-        first, count, deliveries, owes = self.ledger.held(slot)
+        first, count, deliveries, owes = self.ledger.held_by(slot)
         missing = [i for i in range(first, first + count) if self.ledger.done[i] == 0]
         if not self.ledger.flags[0]:  # when stopping they stay "not consumed"
             self._resend(missing, deliveries)
@@ -235,7 +233,7 @@ class Supervisor:
         """Nothing queued, nothing owed, no consumer holding anything."""
         if self.outbox or self.queue.backlog():
             return False
-        return not any(self.ledger.held(slot)[1] for slot in self.consumers)
+        return not any(self.ledger.held_by(slot)[1] for slot in self.consumers)
 
     def _reconcile(self) -> None:
         """Safety net: a consumer died between recv and recording its claim.

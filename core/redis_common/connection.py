@@ -6,10 +6,10 @@ restart):
 
 * inside redis-py, a short :class:`~redis.retry.Retry` with exponential
   backoff absorbs blips (a dropped connection is re-opened at once);
-* around every operation of :class:`core.redisq.RedisQueue`, :class:`Retrier`
+* around every operation of :class:`pcq.core.redis_list.consumer.RedisQueue`, :class:`Retrier`
   waits out longer outages with a capped exponential backoff, printing one line
   per attempt (``pcq: redis at host:port unreachable (ConnectionError), retry
-  3/10 in 1.6s``) and finally raising :class:`~core.errors.ConnectionFailed`.
+  3/10 in 1.6s``) and finally raising :class:`~pcq.core.errors.ConnectionFailed`.
 
 A wrong password is never retried (redis-py's ``AuthenticationError`` is a
 ``ConnectionError`` subclass, hence the filter) and becomes one line, exit 1.
@@ -36,8 +36,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from core.config import RedisSettings
-from core.errors import ConnectionFailed, PcqError
+from pcq.core.errors import ConnectionFailed, PcqError
+from pcq.core.redis_common.settings import RedisSettings
 
 __all__ = ["RETRYABLE", "Retrier", "connect", "explain", "stderr_log"]
 
@@ -76,7 +76,7 @@ def connect(settings: RedisSettings) -> redis.Redis:
     """Return a client for ``settings.url`` (lazy: nothing is sent yet).
 
     The client keeps bytes (``decode_responses=False``): payloads are checked
-    for valid UTF-8 by :func:`core.payload.decode`, not by the driver.
+    for valid UTF-8 by :func:`pcq.core.redis_common.payload.decode`, not by the driver.
     """
     inner = _NoAuthRetry(ExponentialBackoff(cap=0.2, base=0.02), retries=2, supported_errors=RETRYABLE)
     return redis.Redis.from_url(

@@ -12,12 +12,12 @@ import typer
 from rich.console import Console as RichConsole
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from core.compare.report import render_summary, write_report
-from core.compare.rq_runner import WORKER_CLASSES
-from core.compare.run import CompareConfig, Reporter, run_compare
-from core.compare.workload import Workload, parse_consumers, parse_transports, parse_work
-from core.errors import PcqError, UsageProblem
-from core.local import stop_helpers
+from pcq.core.compare.report import render_summary, write_report
+from pcq.core.compare.rq_runner import WORKER_CLASSES
+from pcq.core.compare.run import CompareConfig, Reporter, run_compare
+from pcq.core.compare.workload import Workload, parse_consumers, parse_transports, parse_work
+from pcq.core.errors import PcqError, UsageProblem
+from pcq.core.local.children import stop_helpers
 
 __all__ = ["compare", "register"]
 

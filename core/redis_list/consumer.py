@@ -1,6 +1,6 @@
 """A reliable Redis list as the queue: :class:`RedisQueue` implements the Transport.
 
-The reliable-list pattern (key layout in :mod:`core.keys`):
+The reliable-list pattern (key layout in :mod:`pcq.core.redis_common.keys`):
 
 * **produce** -- a producer *run* (id ``<run>``, items ``<run>:<n>``) is
   registered, then pushed in batches by one Lua call each (``push.lua``): the
@@ -29,10 +29,10 @@ The reliable-list pattern (key layout in :mod:`core.keys`):
 
 Claims, acknowledgements and pushes -- the per-item hot path -- go over one
 connection of the client's pool that the queue keeps for its thread
-(:class:`core.redisparts.Wire`), without redis-py's per-command machinery; the
+(:class:`pcq.core.redis_list.scripts.Wire`), without redis-py's per-command machinery; the
 rest (heartbeat thread, nack, release, status) goes through redis-py as usual.
 
-The producer half lives in :mod:`core.redisproducer`; while a producer runs it
+The producer half lives in :mod:`pcq.core.redis_list.producer`; while a producer runs it
 keeps its run's liveness key fresh, so ``consume --drain`` stops waiting for a
 run whose producer was killed before closing it.
 
@@ -57,17 +57,16 @@ from typing import Any
 
 import redis
 
-from core.config import RedisSettings
-from core.errors import PcqError
-from core.keys import Keys
-from core.payload import BadPayload, dead_record, decode
-from core.redisconn import Retrier, stderr_log
-from core.redisparts import AckBuffer, AckHistory, Heartbeat, Scripts, Wire
-from core.redisproducer import ProducerSide, new_run_id
-from core.tally import queue_status
-from core.transport import Item
+from pcq.core.errors import PcqError
+from pcq.core.redis_common.connection import Retrier, stderr_log
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.payload import BadPayload, dead_record, decode
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.producer import ProducerSide
+from pcq.core.redis_list.scripts import AckBuffer, AckHistory, Heartbeat, Scripts, Wire
+from pcq.core.transport import Item
 
-__all__ = ["RedisQueue", "consumer_id", "new_run_id", "queue_status"]
+__all__ = ["RedisQueue", "consumer_id"]
 
 ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
 Notify = Callable[[str], None]
@@ -82,7 +81,7 @@ class RedisQueue(ProducerSide):
     """The Transport over a reliable Redis list (one object per process role).
 
     Args:
-        client: From :func:`core.redisconn.connect`; the caller closes it.
+        client: From :func:`pcq.core.redis_common.connection.connect`; the caller closes it.
         settings: Queue name, batch, caps, heartbeat TTL, retries.
         consumer: Consumer id (default :func:`consumer_id`).
         run: Producer run id (default: a fresh one at :meth:`open_run`).
@@ -186,7 +185,7 @@ class RedisQueue(ProducerSide):
         return reaped, requeued, dead
 
     def get(self, timeout: float) -> Sequence[Item] | None:
-        """Claim up to one batch (see :class:`core.transport.Transport`).
+        """Claim up to one batch (see :class:`pcq.core.transport.Transport`).
 
         One round trip either way: while the last claim left items in the
         queue, one claim call (which also acknowledges the previous batch);

@@ -24,9 +24,9 @@ from typing import Any
 
 import redis
 
-from core.config import RedisSettings
-from core.keys import Keys
-from core.redisconn import connect
+from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
 
 __all__ = ["TALLY_KEYS", "queue_status", "read_tally", "retire_run", "wait_for_tally"]
 
@@ -115,7 +115,7 @@ def _beat_view(beat: bytes | None, now: float) -> dict[str, Any]:
     """Heartbeat age, and acknowledgements with their rate over the beat's last <= 10 s.
 
     The heartbeat value is JSON ``{host, pid, ttl, at, acked, since}``
-    (:meth:`core.redisq.RedisQueue.beat`); the key expiring means dead.
+    (:meth:`pcq.core.redis_list.consumer.RedisQueue.beat`); the key expiring means dead.
     """
     view: dict[str, Any] = {"heartbeat_age": None, "acked": None, "rate": None, "span": None}
     if beat is None:

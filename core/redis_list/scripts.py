@@ -1,4 +1,4 @@
-"""Building blocks of :class:`core.redisq.RedisQueue`: Lua scripts, its own connection,
+"""Building blocks of :class:`pcq.core.redis_list.consumer.RedisQueue`: Lua scripts, its own connection,
 ack buffer, heartbeat."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import redis
 from redis.connection import Connection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from core.errors import PcqError
-from core.redisconn import RETRYABLE
+from pcq.core.errors import PcqError
+from pcq.core.redis_common.connection import RETRYABLE
 
 __all__ = ["AckBuffer", "AckHistory", "Heartbeat", "Scripts", "Wire"]
 
@@ -39,7 +39,7 @@ class Wire:
     redis-py's per-command machinery (pool checkout, retry wrapper, metrics
     hooks): that machinery costs more client CPU than the round trip itself
     when items go one by one. Connection trouble is retried by the client's own
-    ``Retry`` (as redis-py would), then raised for :class:`core.redisconn.Retrier`.
+    ``Retry`` (as redis-py would), then raised for :class:`pcq.core.redis_common.connection.Retrier`.
     Only ever used by one thread (the consumer's or the producer's main thread).
     """
 

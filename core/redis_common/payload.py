@@ -13,7 +13,7 @@ Schema v1 (one JSON object, exactly these keys)::
 
 ``run`` is 1-64 characters of ``[A-Za-z0-9_-]`` and ``id`` is ``run + ":" +``
 1-18 decimal digits. Payloads are never modified once pushed: the live delivery
-count is kept next to them in Redis (see :mod:`core.keys`), so ``deliveries``
+count is kept next to them in Redis (see :mod:`pcq.core.redis_common.keys`), so ``deliveries``
 here stays what the producer wrote (0).
 
 :func:`decode` turns anything else -- too large, invalid UTF-8, not JSON, wrong
@@ -36,15 +36,17 @@ import json
 import json.scanner
 import math
 import re
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from core.transport import Item
+from pcq.core.transport import Item
 
 __all__ = [
-    "SCHEMA_VERSION", "BadPayload", "dead_record", "decode", "encode", "encode_many", "run_of",
+    "SCHEMA_VERSION", "BadPayload", "dead_record", "decode", "encode", "encode_many", "new_run_id",
+    "run_of",
 ]  # fmt: skip
 
 SCHEMA_VERSION = 1
@@ -61,6 +63,11 @@ _orjson_loads = orjson.loads
 
 class BadPayload(ValueError):
     """A payload that cannot be an item; ``str(exc)`` is the dead-letter reason."""
+
+
+def new_run_id() -> str:
+    """A fresh producer run id (12 hex digits)."""
+    return uuid.uuid4().hex[:12]
 
 
 def run_of(item_id: str) -> str:

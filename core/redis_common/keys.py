@@ -43,7 +43,7 @@ never trimmed by pcq.
 
 RQ mode (``pcq produce --via rq``; ``Q`` is the RQ queue name, and RQ's own
 keys ``rq:queue:Q``, ``rq:job:<id>``, ``rq:finished:Q``, ``rq:failed:Q``... sit
-beside these; see :mod:`consumer.rq_jobs`)::
+beside these; see :mod:`pcq.core.rq_jobs.jobs`)::
 
     P:rq:<run>:handled    SET    the run's ledger: ids handled at least once
     P:rq:<run>:done       STRING handler completions (duplicates included)

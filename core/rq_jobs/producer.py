@@ -1,7 +1,7 @@
 """RQ mode, producer side: ``pcq produce --via rq``.
 
-Each item becomes one RQ job calling :data:`consumer.rq_jobs.HANDLER` with one
-argument: the item's schema-v1 JSON payload (:mod:`core.payload`, the very
+Each item becomes one RQ job calling :data:`pcq.core.rq_jobs.jobs.HANDLER` with one
+argument: the item's schema-v1 JSON payload (:mod:`pcq.core.redis_common.payload`, the very
 bytes the list mode pushes), serialized by RQ's JSON serializer -- never
 pickle. Jobs carry ``Retry(max=max_deliveries - 1)``, so a job whose handler
 raised, or whose worker died, runs again. Job ids are ``pcq-<run>-<n>``, easy to
@@ -16,7 +16,7 @@ wait times out):
 * RQ's registries (``rq:finished:<queue>``, ``rq:failed:<queue>``) and job
   hashes (``retries_left``): finished; failed for good = dead letters, with the
   last line of the job's traceback as the reason; retries used = redelivered;
-* the handler's ledger (``P:rq:<run>:*`` in :mod:`core.keys`): consumed = item
+* the handler's ledger (``P:rq:<run>:*`` in :mod:`pcq.core.redis_common.keys`): consumed = item
   ids handled at least once, duplicates, per consumer (RQ worker name).
 
 An item is *lost* if it is neither in the ledger nor in the failed registry
@@ -37,15 +37,14 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
-from consumer.rq_jobs import HANDLER, AllowlistJob
-from core.config import RedisSettings
-from core.console import Console
-from core.errors import UsageProblem
-from core.keys import Keys
-from core.payload import BadPayload, encode
-from core.redisconn import Retrier, connect, stderr_log
-from core.redisq import new_run_id
-from core.transport import Item
+from pcq.core.console import Console
+from pcq.core.errors import UsageProblem
+from pcq.core.redis_common.connection import Retrier, connect, stderr_log
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.payload import BadPayload, encode, new_run_id
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.rq_jobs.jobs import HANDLER, AllowlistJob
+from pcq.core.transport import Item
 
 __all__ = [
     "RqOptions",
@@ -112,7 +111,7 @@ def enqueue(
     """Enqueue one job per item, in pipelined chunks; return the items enqueued.
 
     Raises:
-        core.payload.BadPayload: an item id is not ``<run>:<n>`` or an item is
+        pcq.core.redis_common.payload.BadPayload: an item id is not ``<run>:<n>`` or an item is
             over the size cap (refused here rather than failed by a worker).
     """
     retrier = retrier or Retrier(settings)
@@ -322,7 +321,7 @@ def run_rq_producer(
     stop: threading.Event | None = None,
     log: Callable[[str], None] = stderr_log,
 ) -> dict[str, Any]:
-    """``pcq produce --via rq``: same arguments and tally as :func:`producer.run.run_producer`."""
+    """``pcq produce --via rq``: same arguments and tally as :func:`pcq.producer.run.run_producer`."""
     halt = stop or threading.Event()
     client = connect(settings)
     try:

@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from core.console import Console
-from core.errors import UsageProblem
+from pcq.core.console import Console
+from pcq.core.errors import UsageProblem
 
 __all__ = [
     "ChildResult",

@@ -20,7 +20,7 @@ Environment variables (command-line option in brackets):
 ``PCQ_REDIS_RETRIES``   reconnection attempts before giving up, default 10
 ======================  =====================================================
 
-Bad values raise :class:`core.errors.UsageProblem` (one line, exit 2).
+Bad values raise :class:`pcq.core.errors.UsageProblem` (one line, exit 2).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from core.errors import UsageProblem
+from pcq.core.errors import UsageProblem
 
 __all__ = ["DEFAULT_URL", "RedisSettings", "redact_url"]
 
@@ -87,7 +87,7 @@ class RedisSettings:
         items: Producer: how many items to generate (None: the seed's names).
         retries: Reconnection attempts before a command gives up.
         run_ttl: Seconds a finished run's ledger and tally stay in Redis
-            (0: for ever); see :func:`core.tally.retire_run`.
+            (0: for ever); see :func:`pcq.core.redis_list.tally.retire_run`.
     """
 
     url: str = DEFAULT_URL

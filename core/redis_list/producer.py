@@ -1,38 +1,32 @@
-"""The producer half of :class:`core.redisq.RedisQueue` (open a run, push, close)."""
+"""The producer half of :class:`pcq.core.redis_list.consumer.RedisQueue` (open a run, push, close)."""
 
 from __future__ import annotations
 
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 
-from core.config import RedisSettings
-from core.errors import PcqError
-from core.keys import Keys
-from core.payload import encode_many
-from core.redisconn import Retrier
-from core.redisparts import Heartbeat, Scripts, Wire
-from core.transport import Item
+from pcq.core.errors import PcqError
+from pcq.core.redis_common.connection import Retrier
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.payload import encode_many, new_run_id
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.scripts import Heartbeat, Scripts, Wire
+from pcq.core.transport import Item
 
-__all__ = ["PRODUCER_TTL_FACTOR", "ProducerSide", "new_run_id"]
+__all__ = ["PRODUCER_TTL_FACTOR", "ProducerSide"]
 
 # A producer's run stays open for `consume --drain` while its liveness key lives:
 # this many heartbeat TTLs (30 s by default), longer than a Redis restart takes.
 PRODUCER_TTL_FACTOR = 6
 
 
-def new_run_id() -> str:
-    """A fresh producer run id (12 hex digits)."""
-    return uuid.uuid4().hex[:12]
-
-
 class ProducerSide:
-    """Producer methods; :class:`core.redisq.RedisQueue` sets the attributes."""
+    """Producer methods; :class:`pcq.core.redis_list.consumer.RedisQueue` sets the attributes."""
 
     client: redis.Redis
     settings: RedisSettings

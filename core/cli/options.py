@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from core.audit import ledger_dir
-from core.errors import UsageProblem
+from pcq.core.errors import UsageProblem
+from pcq.core.ledger import ledger_dir
 
 __all__ = ["LedgerOption", "QueueOption", "RedisUrlOption", "checked_ledger", "route_signals"]
 

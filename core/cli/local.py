@@ -11,19 +11,15 @@ from typing import Annotated
 
 import typer
 
-from core.errors import PcqError, UsageProblem
-from core.local import (
-    LocalConfig,
-    default_start_method,
-    discard_stream,
-    run_local,
-    stop_helpers,
-)
-from core.report import render_table
+from pcq.core.console import discard_stream
+from pcq.core.errors import PcqError, UsageProblem
+from pcq.core.local.children import stop_helpers
+from pcq.core.local.result import render_table
+from pcq.core.local.run import LocalConfig, default_start_method, run_local
+from pcq.core.names import read_names_file
 
 __all__ = ["local", "register"]
 
-MAX_NAME = 10_000  # characters per name: one item must fit in one queue message
 MAX_ITEMS = 50_000_000
 MAX_PROCESSES = 512  # per role: each is a real process (and ~10 MB of memory)
 START_METHOD_HELP = (
@@ -31,26 +27,6 @@ START_METHOD_HELP = (
     "runs no threads, the reason 3.14 moved Linux to forkserver), spawn (a fresh "
     "interpreter, the macOS/Windows default) or forkserver."
 )
-
-
-def read_names(path: Path) -> tuple[str, ...]:
-    """Non-blank lines of ``path``, stripped; a usage error if there are none."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageProblem(f"names file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageProblem(f"cannot read names file {path}: {exc}") from None
-    names = []
-    for number, line in enumerate(text.splitlines(), 1):
-        name = line.strip()
-        if len(name) > MAX_NAME:
-            raise UsageProblem(f"names file {path}: line {number} is over {MAX_NAME} characters")
-        if name:
-            names.append(name)
-    if not names:
-        raise UsageProblem(f"names file is empty: {path}")
-    return tuple(names)
 
 
 def build_config(
@@ -81,7 +57,7 @@ def build_config(
     if start_method not in mp.get_all_start_methods():
         methods = ", ".join(mp.get_all_start_methods())
         raise UsageProblem(f"--start-method {start_method} is not available here ({methods})")
-    names = read_names(names_file) if names_file is not None else None
+    names = read_names_file(names_file) if names_file is not None else None
     return LocalConfig(
         producers=producers,
         consumers=consumers,

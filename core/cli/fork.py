@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from core.console import Console
-from core.errors import PcqError
-from core.forkdemo import Forker, require_fork, results_json, run_count, run_interactive
+from pcq.core.console import Console
+from pcq.core.errors import PcqError
+from pcq.core.fork_demo import Forker, require_fork, results_json, run_count, run_interactive
 
 _HELP = (
     "Fork child processes like the seed article does, but reap every one.\n\n"

@@ -1,7 +1,7 @@
 """``pcq status`` (one shot) and ``pcq watch`` (live): what is in the queues right now.
 
 Both show, for the Redis list: queue length, items in flight per consumer, dead
-letters, consumers with their heartbeat age (from :func:`core.tally.queue_status`),
+letters, consumers with their heartbeat age (from :func:`pcq.core.redis_list.tally.queue_status`),
 and the acknowledgement rate; for RQ: the queue's length, its registries
 (started, finished, failed, deferred, scheduled, canceled) and its workers.
 
@@ -9,7 +9,7 @@ The list queue's rate, items/s over the last 10 s:
 
 * ``pcq status`` reads it at once from the consumers' heartbeats: each beat
   carries the consumer's acknowledgement count and the count ~10 s earlier
-  (:class:`core.redisparts.AckHistory`); the live consumers' rates are summed.
+  (:class:`pcq.core.redis_list.scripts.AckHistory`); the live consumers' rates are summed.
   ``--window N`` instead samples the run ledgers twice, N seconds apart.
 * ``pcq watch`` samples the number of items acknowledged (summed over the
   ledgers of the queue's 50 newest runs) once per refresh and keeps 10 s of
@@ -40,11 +40,11 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
-from core.config import RedisSettings
-from core.errors import UsageProblem
-from core.keys import Keys
-from core.redisconn import connect, explain
-from core.tally import queue_status
+from pcq.core.errors import UsageProblem
+from pcq.core.redis_common.connection import connect, explain
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.tally import queue_status
 
 __all__ = ["RateWindow", "collect", "register", "rq_status"]
 
