@@ -34,6 +34,7 @@ from rich.table import Table
 
 from pcq.core.local.run import LocalConfig, run_local
 from pcq.core.names import generated_name
+from pcq.core.transport import AckMode
 
 CTX = mp.get_context("fork")
 
@@ -82,7 +83,7 @@ def raw_run(n: int, consumers: int, batch: int) -> float:
 def pcq_run(n: int, consumers: int, batch: int) -> float:
     """Seconds for ``run_local`` with the same shape (checks nothing was lost)."""
     cfg = LocalConfig(
-        producers=1, consumers=consumers, items=n, batch=batch, max_delay=0, quiet=True,
+        producers=1, consumers=consumers, items=n, batch=batch, max_delay=0, quiet=True, ack=AckMode.BATCH,
         json=True,
     )
     start = time.perf_counter()

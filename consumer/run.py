@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from pcq.core.console import Console
 from pcq.core.errors import ConnectionFailed
-from pcq.core.ledger import HANDLED, RecordFile, audited_handler
+from pcq.core.ledger import HANDLED, LedgerFile, ledger_handler
 from pcq.core.pattern import ConsumeStats, Handler, consume
 from pcq.core.redis_common.connection import connect, explain, stderr_log
 from pcq.core.redis_common.keys import Keys
@@ -49,11 +49,11 @@ def run_consumer(
     halt = stop or threading.Event()
     handle = handler or make_handler(settings.max_delay)
     client = connect(settings)
-    audit = RecordFile(ledger / HANDLED) if ledger is not None else None
+    audit = LedgerFile(ledger / HANDLED) if ledger is not None else None
     try:
         queue = RedisQueue(client, settings, drain=drain, log=log, notify=console.line)
         if audit is not None:
-            handle = audited_handler(handle, audit, queue.consumer)
+            handle = ledger_handler(handle, audit, queue.consumer)
         try:
             stats = consume(queue, handle, console, stop=halt.is_set, poll=poll)
         except ConnectionFailed:

@@ -1,4 +1,4 @@
-"""An audit ledger kept outside the transport: ``--ledger DIR`` on produce/consume.
+"""The ledger: append-only files kept outside the transport (``--ledger DIR``).
 
 The transports keep their own books (the Redis run sets, the local supervisor's
 shared memory). An audit that only read those would trust the thing it audits,
@@ -15,8 +15,12 @@ directory they share (a bind mount when they run in containers):
 Every record is one ``os.write`` on an ``O_APPEND`` descriptor: it is whole or
 absent even if its writer is SIGKILLed, and any number of writers in any number
 of processes (or containers on one host) never interleave. The test suite's
-ledger (``tests/ledger.py``) reads these files and counts lost, duplicated,
+audit (``tests/audit.py``) reads these files and counts lost, duplicated,
 unexpected and recovered ids.
+
+(Elsewhere pcq keeps other books, each under its own name: the local run's
+:class:`~pcq.core.local.shared_state.SharedState`, and in Redis a run's *acked
+set*, ``P:run:<run>:acked`` in :mod:`pcq.core.redis_common.keys`.)
 """
 
 from __future__ import annotations
@@ -26,15 +30,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pcq.core.pattern import Handler
-from pcq.core.transport import Item, Transport
+from pcq.core.transport import Item, Producer
 
-__all__ = ["HANDLED", "PRODUCED", "AuditedTransport", "RecordFile", "audited_handler"]
+__all__ = ["HANDLED", "PRODUCED", "LedgerFile", "LedgerProducer", "ledger_dir", "ledger_handler"]
 
 PRODUCED = "produced"
 HANDLED = "handled"
 
 
-class RecordFile:
+class LedgerFile:
     """Appends tab-separated records to one file (safe across processes and SIGKILL).
 
     Args:
@@ -80,7 +84,7 @@ class RecordFile:
             self._fd = -1
 
 
-def audited_handler(handle: Handler, out: RecordFile, consumer: str) -> Handler:
+def ledger_handler(handle: Handler, out: LedgerFile, consumer: str) -> Handler:
     """Wrap ``handle`` so each item it completes is recorded in ``out``."""
 
     def audited(item: Item) -> None:
@@ -90,10 +94,10 @@ def audited_handler(handle: Handler, out: RecordFile, consumer: str) -> Handler:
     return audited
 
 
-class AuditedTransport:
-    """A :class:`pcq.core.transport.Transport` that records the ids ``put`` accepted."""
+class LedgerProducer:
+    """A producer that records in the ledger the ids its inner producer accepted."""
 
-    def __init__(self, inner: Transport, out: RecordFile) -> None:
+    def __init__(self, inner: Producer[Sequence[Item]], out: LedgerFile) -> None:
         self.inner = inner
         self.out = out
 
@@ -105,22 +109,6 @@ class AuditedTransport:
     def end_stream(self) -> None:
         """Delegate."""
         self.inner.end_stream()
-
-    def get(self, timeout: float) -> Sequence[Item] | None:
-        """Delegate."""
-        return self.inner.get(timeout)
-
-    def ack(self, item: Item) -> None:
-        """Delegate."""
-        self.inner.ack(item)
-
-    def nack(self, item: Item, reason: str) -> None:
-        """Delegate."""
-        self.inner.nack(item, reason)
-
-    def release(self, items: Sequence[Item]) -> None:
-        """Delegate."""
-        self.inner.release(items)
 
 
 def ledger_dir(path: str | Path) -> Path:

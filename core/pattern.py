@@ -1,20 +1,36 @@
-"""The producer/consumer pattern itself, written once for every transport.
+r"""The producer/consumer pattern itself, written once for every transport.
 
 These are the seed article's ``producer`` and ``consumer`` functions with its
 bugs fixed: the producer really puts, and says when its stream ends; the
 consumer stops on end-of-stream (never by being killed as a daemon) and hands
 back what it claimed but did not handle when asked to stop.
+
+They hold only the role objects of :mod:`pcq.core.transport`::
+
+    items --produce()--> Producer.put(batch) ... end_stream()
+                                 |
+                          (the transport)
+                                 |
+    Consumer.get() --> handle(item) --> ack / nack  (consume: one ack per item)
+                                    \-> ack_many    (consume_batches: one per batch)
+
+Which consume loop runs is the run's :class:`~pcq.core.transport.AckMode`,
+chosen by its caller; the console only decides what is printed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pcq.core.console import Console
-from pcq.core.transport import Item, Transport
+from pcq.core.transport import BatchAckConsumer, Consumer, Item, Producer
+
+__all__ = ["ConsumeStats", "Handler", "consume", "consume_batches", "produce", "produce_batches"]
 
 Handler = Callable[[Item], None]
+B = TypeVar("B", bound=Sized)
 
 
 def _never() -> bool:
@@ -31,14 +47,14 @@ class ConsumeStats:
 
 
 def produce(
-    transport: Transport,
+    producer: Producer[Sequence[Item]],
     items: Iterable[Item],
     console: Console,
     *,
     batch: int = 1,
     stop: Callable[[], bool] = _never,
 ) -> int:
-    """Put ``items`` on ``transport`` in messages of ``batch`` items.
+    """Put ``items`` through ``producer`` in messages of ``batch`` items.
 
     Ends the stream when done (or when ``stop()`` turns true) and returns how
     many items were put.
@@ -51,29 +67,30 @@ def produce(
             break
         buf.append(item)
         if len(buf) >= batch:
-            transport.put(buf)
+            producer.put(buf)
             put += len(buf)
             buf = []
     if buf and not stop():
-        transport.put(buf)
+        producer.put(buf)
         put += len(buf)
-    transport.end_stream()
+    producer.end_stream()
     console.producer_exiting()
     return put
 
 
 def produce_batches(
-    transport: Transport,
-    batches: Iterable[Sequence[Item]],
+    producer: Producer[B],
+    batches: Iterable[B],
     console: Console,
     *,
     stop: Callable[[], bool] = _never,
 ) -> int:
     """Like :func:`produce`, for a producer that already made its items in batches.
 
-    Each batch is one ``put`` (a :class:`pcq.core.local.items.ItemRun` lets the local
-    queue send it without building an :class:`Item` per item). ``stop()`` is
-    checked before each batch. Returns how many items were put.
+    Each batch is one ``put``, of whatever batch type the producer takes (the
+    local transport's :class:`~pcq.core.local.items.ItemRun` is sent without
+    building an :class:`Item` per item). ``stop()`` is checked before each
+    batch. Returns how many items were put.
     """
     console.starting_producer()
     put = 0
@@ -82,83 +99,74 @@ def produce_batches(
             break
         count = len(batch)
         if count:
-            transport.put(batch)
+            producer.put(batch)
             put += count
-    transport.end_stream()
+    producer.end_stream()
     console.producer_exiting()
     return put
 
 
 def consume(
-    transport: Transport,
+    consumer: Consumer,
     handle: Handler,
     console: Console,
     *,
     stop: Callable[[], bool] = _never,
     poll: float = 0.5,
 ) -> ConsumeStats:
-    """Take items off ``transport`` and ``handle`` each until the stream ends.
+    """Take items from ``consumer`` and ``handle`` each until the stream ends (``AckMode.ITEM``).
 
     ``stop()`` is checked between items: once true, the consumer finishes the
     item in hand, releases the rest of its batch and returns. A handler that
     raises does not kill the consumer: the item is ``nack``-ed with the reason.
-
-    With a quiet console and a transport that has an optional
-    ``ack_many(items)`` method, a batch's handled items are acknowledged
-    together once the batch is over (or before a nack or a release), instead of
-    one by one: the handler is still called once per item, but a consumer
-    killed mid-batch has the whole batch's unacknowledged items redelivered.
+    Each handled item is acknowledged at once.
     """
     console.starting_consumer()
-    ack_many = getattr(transport, "ack_many", None)
-    if console.quiet and callable(ack_many):
-        stats = _consume_batches(transport, handle, ack_many, stop, poll)
-    else:
-        stats = _consume_items(transport, handle, console, stop, poll)
-    console.consumer_exiting()
-    return stats
-
-
-def _consume_items(
-    transport: Transport, handle: Handler, console: Console, stop: Callable[[], bool], poll: float
-) -> ConsumeStats:
-    """The general loop: one ``got`` line and one ``ack`` per item."""
     stats = ConsumeStats()
+    show = None if console.quiet else console.got
     while not stop():
-        batch = transport.get(poll)
+        batch = consumer.get(poll)
         if batch is None:
             break
         for i, item in enumerate(batch):
             if stop():
-                transport.release(batch[i:])
+                consumer.release(batch[i:])
                 stats.released += len(batch) - i
                 break
-            console.got(item.body)
+            if show is not None:
+                show(item.body)
             try:
                 handle(item)
             except Exception as exc:  # noqa: BLE001 - user code: any failure is the item's
-                transport.nack(item, f"{type(exc).__name__}: {exc}")
+                consumer.nack(item, f"{type(exc).__name__}: {exc}")
                 stats.failed += 1
                 continue
-            transport.ack(item)
+            consumer.ack(item)
             stats.handled += 1
+    console.consumer_exiting()
     return stats
 
 
-def _consume_batches(
-    transport: Transport,
+def consume_batches(
+    consumer: BatchAckConsumer,
     handle: Handler,
-    ack_many: Callable[[Sequence[Item]], None],
-    stop: Callable[[], bool],
-    poll: float,
+    console: Console,
+    *,
+    stop: Callable[[], bool] = _never,
+    poll: float = 0.5,
 ) -> ConsumeStats:
-    """The quiet fast path: no ``got`` line, one ``ack_many`` per run of handled items.
+    """Like :func:`consume`, acknowledging each batch's handled items together (``AckMode.BATCH``).
 
-    ``acked`` is the index in the batch up to which every item was settled
-    (acknowledged, nacked or released): each item is settled exactly once.
+    The handler is still called once per item; one ``ack_many`` covers each
+    run of handled items, sent when the batch is over (or before a nack or a
+    release). A consumer killed mid-batch therefore has the whole batch's
+    unacknowledged items redelivered. ``acked`` is the index in the batch up to
+    which every item was settled: each item is settled exactly once.
     """
+    console.starting_consumer()
     stats = ConsumeStats()
-    get, nack = transport.get, transport.nack
+    show = None if console.quiet else console.got
+    get, nack, ack_many = consumer.get, consumer.nack, consumer.ack_many
     while not stop():
         batch = get(poll)
         if batch is None:
@@ -168,10 +176,12 @@ def _consume_batches(
             if stop():
                 ack_many(batch[acked:i])
                 stats.handled += i - acked
-                transport.release(batch[i:])
+                consumer.release(batch[i:])
                 stats.released += len(batch) - i
                 acked = len(batch)
                 break
+            if show is not None:
+                show(item.body)
             try:
                 handle(item)
             except Exception as exc:  # noqa: BLE001 - user code: any failure is the item's
@@ -183,4 +193,5 @@ def _consume_batches(
         if acked < len(batch):
             ack_many(batch[acked:] if acked else batch)
             stats.handled += len(batch) - acked
+    console.consumer_exiting()
     return stats

@@ -1,34 +1,56 @@
 """The seam between the producer/consumer pattern and the queue it runs over.
 
-`produce` and `consume` (in :mod:`pcq.core.pattern`) only ever hold an object that
-satisfies :class:`Transport`. Two adapters implement it:
+:mod:`pcq.core.pattern` only ever holds objects that satisfy these protocols,
+one per role: a :class:`Producer` puts batches and ends its stream; a
+:class:`Consumer` claims batches and settles every item it claimed. Each
+transport builds one object per role:
 
-* :class:`pcq.core.local.channel.LocalQueue` -- processes on one host (multiprocessing);
-* :class:`pcq.core.redis_list.consumer.RedisQueue` -- a reliable Redis list, across containers.
+=================  ==========================================  ==============================
+transport          producer / consumer                         what it requires
+=================  ==========================================  ==============================
+local processes    ``pcq.core.local.producer.LocalProducer``   every item known up front:
+(multiprocessing)  ``pcq.core.local.consumer.LocalConsumer``   ids are ``"0" .. "N-1"``, the
+                                                               index of the item in the
+                                                               run's shared memory, and the
+                                                               supervisor rebuilds a body it
+                                                               must put back from the run's
+                                                               plan; one host
+Redis list         ``pcq.core.redis_list.producer``            ids ``<run>:<n>``; a JSON body
+                   ``pcq.core.redis_list.consumer``            of at most the payload cap
+RQ jobs            enqueued by ``pcq.core.rq_jobs.producer``,  stock ``rq worker`` processes
+                   run by stock RQ workers (no Consumer)       with pcq's job class
+=================  ==========================================  ==============================
 
-Delivery contract (both adapters):
+Delivery contract:
 
-* ``put`` enqueues items; it may block while the queue is full (backpressure).
+* ``put`` enqueues a batch; it may block while the queue is full (backpressure).
 * ``get`` claims up to one batch. A claimed item stays *in flight* until the
-  consumer calls ``ack`` (handled), ``nack`` (handler failed: deliver again,
-  or dead-letter after too many deliveries) or ``release`` (not handled at all,
-  e.g. on shutdown: hand it back without counting a failure). If the consumer
-  dies with items in flight, the transport -- not the consumer -- puts them back.
+  consumer settles it: ``ack`` (handled), ``nack`` (handler failed: deliver
+  again, or dead-letter after too many deliveries) or ``release`` (not handled
+  at all, e.g. on shutdown: hand it back without counting a failure). If the
+  consumer dies with items in flight, the transport -- not the consumer -- puts
+  them back.
 * ``get`` returns ``[]`` when nothing arrived within ``timeout`` and ``None``
   once the stream has ended and nothing is left for this consumer.
 * ``end_stream`` is the producer's "no more items from me".
 
-A transport may also offer ``ack_many(items)`` (same effect as ``ack`` on
-each, done at once): it is not part of the Protocol, :func:`pcq.core.pattern.consume`
-looks it up with ``getattr`` and uses it on its quiet batch path.
+Batch acknowledgement is a capability a transport declares by implementing
+:class:`BatchAckConsumer` (``ack_many``), and that a run uses only when its
+settings ask for :attr:`AckMode.BATCH` (``pcq local --ack batch``): the
+handler still runs once per item, but the handled items of a batch are
+acknowledged together at its end, so a consumer killed mid-batch has every
+unacknowledged item of its batch redelivered, not just the one in hand.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from enum import Enum
+from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Item", "Transport"]
+__all__ = ["AckMode", "BatchAckConsumer", "Consumer", "Item", "Producer"]
+
+B_contra = TypeVar("B_contra", contravariant=True)
 
 
 class Item(NamedTuple):
@@ -39,7 +61,7 @@ class Item(NamedTuple):
     times cheaper, which matters when a consumer builds a million per second.
 
     Attributes:
-        id: Unique id of the item within its run (the ledger key).
+        id: Unique id of the item within its run (the key every tally counts by).
         body: The payload (the seed's "name").
         produced_at: Producer's wall clock (``time.time()``) when it was made.
         deliveries: How many times it has been handed to a consumer, this
@@ -56,15 +78,39 @@ class Item(NamedTuple):
         return Item(self.id, self.body, self.produced_at, self.deliveries + 1)
 
 
-@runtime_checkable
-class Transport(Protocol):
-    """What `produce` and `consume` need from a queue."""
+class AckMode(str, Enum):
+    """When a consumer acknowledges what it handled (a run's setting, never the console's).
 
-    def put(self, items: Sequence[Item]) -> None:
-        """Enqueue ``items`` (one message); may block under backpressure."""
+    ``ITEM``: each item right after its handler returned; a consumer killed
+    mid-batch has only the item in hand redelivered. ``BATCH``: the handled
+    items of a batch together, at its end (or before a nack or a release);
+    fewer writes, but a consumer killed mid-batch has the batch's handled,
+    unacknowledged items redelivered too. Needs a :class:`BatchAckConsumer`.
+    """
+
+    ITEM = "item"
+    BATCH = "batch"
+
+
+@runtime_checkable
+class Producer(Protocol[B_contra]):
+    """The producer role: put batches (of type ``B_contra``), then end the stream.
+
+    Every transport's producer is a ``Producer[Sequence[Item]]``; a transport
+    may also offer producers of a cheaper batch type of its own (the local
+    one's :class:`~pcq.core.local.items.ItemRun`).
+    """
+
+    def put(self, batch: B_contra) -> None:
+        """Enqueue ``batch`` (one message); may block under backpressure."""
 
     def end_stream(self) -> None:
-        """Producer side: this producer will put nothing more."""
+        """This producer will put nothing more."""
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    """The consumer role: claim batches, settle every claimed item exactly once."""
 
     def get(self, timeout: float) -> Sequence[Item] | None:
         """Claim up to one batch: ``[]`` on timeout, ``None`` at end of stream."""
@@ -77,3 +123,11 @@ class Transport(Protocol):
 
     def release(self, items: Sequence[Item]) -> None:
         """Hand back claimed items that were not handled (shutdown)."""
+
+
+@runtime_checkable
+class BatchAckConsumer(Consumer, Protocol):
+    """A consumer that can acknowledge several handled items at once (:attr:`AckMode.BATCH`)."""
+
+    def ack_many(self, items: Sequence[Item]) -> None:
+        """Same effect as :meth:`Consumer.ack` on each item, done at once."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from pcq.core.console import Console
 from pcq.core.errors import UsageProblem
-from pcq.core.ledger import PRODUCED, AuditedTransport, RecordFile
+from pcq.core.ledger import PRODUCED, LedgerFile, LedgerProducer
 from pcq.core.names import generated_name, seed_bodies
 from pcq.core.pattern import produce
 from pcq.core.redis_common.connection import Retrier, connect, stderr_log
@@ -71,11 +71,11 @@ def run_producer(
     halt = stop or threading.Event()
     client = connect(settings)
     queue = RedisQueue(client, settings, log=log, notify=console.line, put_timeout=timeout)
-    audit = RecordFile(ledger / PRODUCED) if ledger is not None else None
+    audit = LedgerFile(ledger / PRODUCED) if ledger is not None else None
     try:
         run = queue.open_run()
         started = time.monotonic()
-        sink = queue if audit is None else AuditedTransport(queue, audit)
+        sink = queue if audit is None else LedgerProducer(queue, audit)
         try:
             produce(sink, _items(run, texts), console, batch=settings.batch, stop=halt.is_set)
         except BadPayload as exc:

@@ -36,10 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ledger import HANDLED, Ledger
+from audit import HANDLED, Audit
 
 from pcq.core.console import Console
-from pcq.core.local.channel import Ledger as SharedLedger
+from pcq.core.local.channel import Audit as SharedLedger
 from pcq.core.local.channel import LocalQueue
 from pcq.core.local.children import ignore_sigint
 from pcq.core.local.plan import Plan
@@ -57,7 +57,7 @@ def ledger_consumer_main(
     ignore_sigint()
     queue.attach_consumer(slot, serial)
     slow = Path(ledger_dir) / "slow"
-    out = Ledger(Path(ledger_dir)).writer(HANDLED)
+    out = Audit(Path(ledger_dir)).writer(HANDLED)
     pid = os.getpid()
     seen = 0
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                       max_delay=0.0, batch=args.batch, queue_size=args.queue_size,
                       quiet=not args.verbose, json=True)
     plan = Plan.build(producers=cfg.producers, items=cfg.items, names=cfg.names)
-    Ledger(args.ledger_dir).produce(str(i) for i in range(plan.total))
+    Audit(args.ledger_dir).produce(str(i) for i in range(plan.total))
     ctx = mp.get_context(cfg.start_method)
     consumers = args.consumers
     max_restarts = 100 + 10 * consumers

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ledger import HANDLED, PRODUCED, Ledger, LedgerWriter
+from audit import HANDLED, PRODUCED, Audit, LedgerFile
 
 from pcq.consumer.run import run_consumer
 from pcq.core.console import Console
@@ -44,7 +44,7 @@ from pcq.core.transport import Item
 class RecordingQueue:
     """A RedisQueue whose acknowledged puts are written to the ledger."""
 
-    def __init__(self, queue: RedisQueue, out: LedgerWriter) -> None:
+    def __init__(self, queue: RedisQueue, out: LedgerFile) -> None:
         self.queue, self.out = queue, out
 
     def put(self, items: Sequence[Item]) -> None:
@@ -68,7 +68,7 @@ def consume_main(ledger_dir: Path, drain: bool, delay: float) -> int:
     """A ledger-keeping consumer (exit 0 when drained or on SIGTERM)."""
     settings = RedisSettings.from_env()
     halt = _halt_on_sigterm()
-    out = Ledger(ledger_dir).writer(HANDLED)
+    out = Audit(ledger_dir).writer(HANDLED)
     slow = ledger_dir / "slow"
     me = consumer_id()
 
@@ -89,7 +89,7 @@ def produce_main(ledger_dir: Path, items: int) -> int:
     settings = RedisSettings.from_env()
     halt = _halt_on_sigterm()
     client = connect(settings)
-    out = Ledger(ledger_dir).writer(PRODUCED)
+    out = Audit(ledger_dir).writer(PRODUCED)
     try:
         queue = RedisQueue(client, settings, put_timeout=None)
         run = queue.open_run()

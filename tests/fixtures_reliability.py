@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 import redis
+from audit import Audit
 from fixtures_redis import PASSWORD, RedisServer, _need_redis, serving
-from ledger import Ledger
 
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
@@ -100,11 +100,11 @@ def acl_server(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 class Crew:
-    """Ledger-keeping producer/consumer processes on one queue."""
+    """Audit-keeping producer/consumer processes on one queue."""
 
     def __init__(self, directory: Path, settings: RedisSettings, **env: str) -> None:
         self.dir = directory
-        self.ledger = Ledger(directory)
+        self.ledger = Audit(directory)
         self.settings = settings
         self.keys = Keys(settings.queue)
         self.env = {

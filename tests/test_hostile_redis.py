@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from audit import HANDLED
 from hostile import DEEP_JSON, TEN_MB, Bomb
-from ledger import HANDLED
 from redis_procs import wait_until
 
 from pcq.core.redis_common.keys import Keys

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import redis
+from audit import HANDLED, Audit
 from hostile import DEEP_JSON, TEN_MB, Bomb
-from ledger import HANDLED, Ledger
 from rq import Queue, Retry
 from rq.registry import FailedJobRegistry
 from rq_helpers import Worker, worker_argv, worker_env
@@ -73,7 +73,7 @@ def test_one_serving_worker_refuses_every_hostile_job(
         run, n = "goodrun", 30
         items = [Item(f"{run}:{k}", f"name {k}", time.time()) for k in range(n)]
         enqueue(queue, settings, run, items, RqOptions())
-        ledger = Ledger(tmp_path / "ledger")
+        ledger = Audit(tmp_path / "ledger")
         ledger.produce(item.id for item in items)
         handled_key = Keys(settings.queue).rq_handled(run)
         failed = FailedJobRegistry(queue=queue)

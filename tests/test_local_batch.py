@@ -12,7 +12,7 @@ from fixtures_local import run_local_cli
 from pcq.core.console import Console
 from pcq.core.local.channel import MAX_MESSAGE, SENTINEL, Ledger, LocalQueue
 from pcq.core.local.items import ItemRun, item_ids, make_items
-from pcq.core.pattern import consume, produce_batches
+from pcq.core.pattern import consume_batches, produce_batches
 from pcq.core.transport import Item
 
 CTX = mp.get_context("fork")
@@ -131,7 +131,7 @@ def _fail_on_3(item: Item) -> None:
 def test_fast_path_nacks_a_failure_and_acks_the_rest(lq: LocalQueue) -> None:
     lq.put(ItemRun(0, bodies(0, 6), 1.0))
     assert lq.send_nowait(SENTINEL)
-    stats = consume(lq, _fail_on_3, Console(quiet=True), poll=0.1)
+    stats = consume_batches(lq, _fail_on_3, Console(quiet=True), poll=0.1)
     assert (stats.handled, stats.failed, stats.released) == (5, 1, 0)
     assert list(lq.ledger.done[0:6]) == [1, 1, 1, 0, 1, 1]
     assert lq.ledger.held_by(0)[1] == 0
@@ -142,8 +142,8 @@ def test_fast_path_nacks_a_failure_and_acks_the_rest(lq: LocalQueue) -> None:
 def test_fast_path_stop_acks_what_was_handled_and_releases_the_rest(lq: LocalQueue) -> None:
     lq.put(ItemRun(0, bodies(0, 6), 1.0))
     seen: list[str] = []
-    stats = consume(lq, lambda item: seen.append(item.id), Console(quiet=True),
-                    stop=lambda: len(seen) >= 2, poll=0.1)
+    stats = consume_batches(lq, lambda item: seen.append(item.id), Console(quiet=True),
+                            stop=lambda: len(seen) >= 2, poll=0.1)
     assert seen == ["0", "1"]
     assert (stats.handled, stats.failed, stats.released) == (2, 0, 4)
     assert list(lq.ledger.done[0:6]) == [1, 1, 0, 0, 0, 0]
@@ -167,14 +167,14 @@ def test_produce_batches_stops_before_the_next_batch(lq: LocalQueue) -> None:
 
 
 def test_kill_mid_batch_on_the_fast_path_redelivers_the_unacked_items() -> None:
-    """Quiet console, batch 10: the consumer handles 4 items, dies in the 5th.
+    """--ack batch, batch 10: the consumer handles 4 items, dies in the 5th.
 
     None of its batch was acknowledged yet (acks go per batch), so all of it,
     the 4 handled items included, is put back and counted as redelivered.
     """
     run = run_local_cli(
         "--items", "40", "--batch", "10", "--consumers", "1", "--max-delay", "0.001",
-        "--kill-consumer-after", "5", "--quiet", "--json",
+        "--kill-consumer-after", "5", "--ack", "batch", "--quiet", "--json",
     )
     assert run.code == 0, run.stderr
     data = run.data

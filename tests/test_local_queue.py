@@ -23,7 +23,7 @@ from pcq.core.local.channel import (
     make_item,
     runs,
 )
-from pcq.core.transport import Item, Transport
+from pcq.core.transport import Consumer, Item, Producer
 
 CTX = mp.get_context("fork")
 
@@ -47,7 +47,7 @@ def items(first: int, count: int) -> list[Item]:
 
 
 def test_satisfies_transport_protocol(lq: LocalQueue) -> None:
-    assert isinstance(lq, Transport)
+    assert isinstance(lq, Producer) and isinstance(lq, Consumer)
 
 
 def test_put_get_round_trip_keeps_ids_bodies_and_times(lq: LocalQueue) -> None:

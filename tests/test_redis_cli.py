@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from audit import Audit
 from fixtures_redis import RedisServer
-from ledger import Ledger
 from redis_procs import (
     HOST,
     acked_by,
@@ -61,7 +61,7 @@ def test_exactly_once_with_three_consumer_processes(
     ttls = [redis_client.ttl(k) for k in (Keys(redis_settings.queue).acked(run),
                                           Keys(redis_settings.queue).run(run))]
     assert all(0 < t <= 7 * 24 * 3600 for t in ttls), ttls
-    report = Ledger(audit).report()
+    report = Audit(audit).report()
     assert (report.produced, report.handled, report.handlings) == (3000, 3000, 3000), report
     assert report.per_consumer == tally["per_consumer"]
     for key in ("seconds", "items_per_second", "redelivered"):

@@ -13,7 +13,7 @@ from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import RedisQueue
 from pcq.core.redis_list.tally import queue_status, read_tally, retire_run
-from pcq.core.transport import Item, Transport
+from pcq.core.transport import Consumer, Item, Producer
 
 
 def items(run: str, n: int, prefix: str = "name") -> list[Item]:
@@ -21,7 +21,8 @@ def items(run: str, n: int, prefix: str = "name") -> list[Item]:
 
 
 def test_is_a_transport(client: redis.Redis, redis_settings: RedisSettings) -> None:
-    assert isinstance(RedisQueue(client, redis_settings), Transport)
+    queue = RedisQueue(client, redis_settings)
+    assert isinstance(queue, Producer) and isinstance(queue, Consumer)
 
 
 def test_produce_consume_exactly_once(client: redis.Redis, redis_settings: RedisSettings) -> None:

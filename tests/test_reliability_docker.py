@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit import Audit
 from chaos import chaos_rng
 from fixtures_docker import ComposeProject, open_project
-from ledger import Ledger
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -49,9 +49,9 @@ def scard(project: ComposeProject, key: str) -> int:
         return -1  # Redis paused or restarting: no answer yet
 
 
-def ledger_of(project: ComposeProject, run: str) -> Ledger:
+def ledger_of(project: ComposeProject, run: str) -> Audit:
     """The containers' own ledger, plus the run's dead letters from Redis."""
-    ledger = Ledger(Path(project.env["PCQ_TEST_LEDGER"]))
+    ledger = Audit(Path(project.env["PCQ_TEST_LEDGER"]))
     for dead in redis_cli(project, "SMEMBERS", f"{PREFIX}:run:{run}:dead"):
         if dead:
             ledger.dead_letter(dead, "dead-lettered")

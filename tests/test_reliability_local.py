@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit import HANDLED, Audit
 from chaos import chaos_rng, kill_loop, live_pids, popen_finished
-from ledger import HANDLED, Ledger
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -39,8 +39,8 @@ class Driver:
     dir: Path
 
     @property
-    def ledger(self) -> Ledger:
-        return Ledger(self.dir)
+    def ledger(self) -> Audit:
+        return Audit(self.dir)
 
     def pids(self, role: str) -> list[int]:
         """Every pid the parent started for ``role`` (``consumer`` / ``producer``)."""

@@ -18,8 +18,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from audit import HANDLED, PRODUCED
 from chaos import chaos_rng, kill_loop
-from ledger import HANDLED, PRODUCED
 
 from pcq.core.redis_list.tally import queue_status, read_tally
 

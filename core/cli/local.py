@@ -17,6 +17,7 @@ from pcq.core.local.children import stop_helpers
 from pcq.core.local.result import render_table
 from pcq.core.local.run import LocalConfig, default_start_method, run_local
 from pcq.core.names import read_names_file
+from pcq.core.transport import AckMode
 
 __all__ = ["local", "register"]
 
@@ -44,6 +45,7 @@ def build_config(
     as_json: bool,
     max_deliveries: int,
     kill_consumer_after: int | None,
+    ack: AckMode = AckMode.ITEM,
     fail_on: str | None = None,
 ) -> LocalConfig:
     """Validate the options (usage errors exit 2) and build the run's config."""
@@ -72,6 +74,7 @@ def build_config(
         json=as_json,
         max_deliveries=max_deliveries,
         kill_consumer_after=kill_consumer_after,
+        ack=ack,
         fail_on=fail_on,
     )
 
@@ -124,6 +127,16 @@ MaxDeliveries = Annotated[
         "--max-deliveries", min=1, help="Dead-letter an item whose handler failed N times."
     ),
 ]
+Ack = Annotated[
+    AckMode,
+    typer.Option(
+        "--ack",
+        help="When consumers acknowledge: item (after each item; a consumer killed mid-batch "
+        "has only the item in hand redelivered) or batch (a batch's handled items at once, "
+        "at its end: cheaper, but a consumer killed mid-batch has its whole unacknowledged "
+        "batch redelivered).",
+    ),
+]
 KillAfter = Annotated[
     int | None,
     typer.Option(
@@ -152,6 +165,7 @@ def local(
     quiet: Quiet = False,
     as_json: AsJson = False,
     max_deliveries: MaxDeliveries = 5,
+    ack: Ack = AckMode.ITEM,
     kill_consumer_after: KillAfter = None,
     fail_on: FailOn = None,
 ) -> None:
@@ -160,7 +174,7 @@ def local(
         producers=producers, consumers=consumers, items=items, names_file=names_file,
         max_delay=max_delay, seed=seed, start_method=start_method, queue_size=queue_size,
         batch=batch, quiet=quiet, as_json=as_json, max_deliveries=max_deliveries,
-        kill_consumer_after=kill_consumer_after, fail_on=fail_on,
+        kill_consumer_after=kill_consumer_after, fail_on=fail_on, ack=ack,
     )
     try:
         result = run_local(cfg)

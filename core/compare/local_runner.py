@@ -33,7 +33,7 @@ from pcq.core.local.plan import Plan
 from pcq.core.local.run import Launcher, LocalConfig
 from pcq.core.local.shared_state import SharedState
 from pcq.core.local.supervisor import Supervisor
-from pcq.core.pattern import consume, produce
+from pcq.core.pattern import consume_batches, produce
 from pcq.core.transport import Item
 
 __all__ = ["compare_context", "run_local_compare"]
@@ -113,7 +113,8 @@ def consumer_main(
         counts[serial] += 1
 
     try:
-        consume(queue, handle, console, stop=queue.stopping, poll=0.1)
+        # Batches are acknowledged whole (AckMode.BATCH), as a quiet `pcq local --ack batch`.
+        consume_batches(queue, handle, console, stop=queue.stopping, poll=0.1)
     finally:
         queue.close()
 

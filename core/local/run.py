@@ -38,8 +38,8 @@ from pcq.core.local.result import LocalResult
 from pcq.core.local.shared_state import SharedState
 from pcq.core.local.supervisor import Supervisor
 from pcq.core.names import generated_name
-from pcq.core.pattern import consume, produce, produce_batches
-from pcq.core.transport import Item
+from pcq.core.pattern import consume, consume_batches, produce, produce_batches
+from pcq.core.transport import AckMode, Item
 
 __all__ = ["Launcher", "LocalConfig", "default_start_method", "make_handler", "run_local"]
 
@@ -73,6 +73,7 @@ class LocalConfig:
     quiet: bool = False
     json: bool = False
     max_deliveries: int = 5
+    ack: AckMode = AckMode.ITEM  # when consumers acknowledge (see AckMode)
     kill_consumer_after: int | None = None  # test hook: consumer #0 SIGKILLs itself
     fail_on: str | None = None  # test hook: the handler raises on bodies containing this
     poll: float = 0.1  # how often an idle consumer looks at the stop flag
@@ -158,7 +159,10 @@ def consumer_main(
     queue.attach_consumer(slot, serial)
     try:
         handle = make_handler(cfg, serial)
-        consume(queue, handle, console, stop=queue.stop_check(), poll=cfg.poll)
+        if cfg.ack is AckMode.BATCH:
+            consume_batches(queue, handle, console, stop=queue.stop_check(), poll=cfg.poll)
+        else:
+            consume(queue, handle, console, stop=queue.stop_check(), poll=cfg.poll)
     finally:
         queue.close()
 

@@ -1,9 +1,9 @@
-"""An independent ledger for the reliability tests: ids produced vs ids handled.
+"""The reliability tests' audit: ids produced vs ids handled, read from ledger files.
 
 The transports keep their own books (the local supervisor's shared memory, the
 Redis run sets); a test that only read those would trust the thing it tests.
-This ledger is kept *outside* the transport, in append-only files, by the
-processes themselves:
+The ledger is kept *outside* the transport, in append-only files written by
+the processes themselves (pcq's own ``--ledger DIR`` format, :mod:`pcq.core.ledger`):
 
 * a producer appends each id once ``put`` has returned (the transport
   acknowledged it);
@@ -17,7 +17,7 @@ One ``os.write`` per record on an ``O_APPEND`` descriptor: a record is whole
 or absent even when its writer is SIGKILLed, and writers in any number of
 processes never interleave.
 
-:meth:`Ledger.report` then counts, against the produced ids:
+:meth:`Audit.report` then counts, against the produced ids:
 
 * ``lost``        -- produced, never handled, not dead-lettered;
 * ``duplicated``  -- handled more than once (a redelivery must explain each);
@@ -35,19 +35,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pcq.core.ledger import HANDLED, PRODUCED, RecordFile
+from pcq.core.ledger import HANDLED, PRODUCED, LedgerFile
 
-__all__ = ["DEAD", "HANDLED", "PRODUCED", "Ledger", "LedgerReport", "LedgerWriter"]
+__all__ = ["DEAD", "HANDLED", "PRODUCED", "Audit", "AuditReport", "LedgerFile"]
 
 DEAD = "dead"
 
 
-# The writer is pcq's own audit file (``--ledger DIR``): tests and containers share one format.
-LedgerWriter = RecordFile
 
 
 @dataclass(frozen=True)
-class LedgerReport:
+class AuditReport:
     """What the ledger says about one run (see the module docstring)."""
 
     produced: int
@@ -90,16 +88,16 @@ class LedgerReport:
         )
 
 
-class Ledger:
+class Audit:
     """The ledger of one run: a directory of append-only record files."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def writer(self, kind: str, buffer: int = 0) -> LedgerWriter:
+    def writer(self, kind: str, buffer: int = 0) -> LedgerFile:
         """A writer for ``produced``, ``handled`` or ``dead`` records."""
-        return LedgerWriter(self.dir / kind, buffer)
+        return LedgerFile(self.dir / kind, buffer)
 
     def produce(self, ids: Iterable[str]) -> None:
         """Record ``ids`` as produced (acknowledged by the transport)."""
@@ -132,7 +130,7 @@ class Ledger:
         """Records of ``kind`` so far."""
         return len(self._rows(kind))
 
-    def report(self) -> LedgerReport:
+    def report(self) -> AuditReport:
         """Count lost, duplicated, unexpected, recovered (module docstring)."""
         produced = {row[0] for row in self._rows(PRODUCED)}
         dead = {row[0] for row in self._rows(DEAD)}
@@ -150,7 +148,7 @@ class Ledger:
         unexpected = sorted(handled - produced)
         dups = [i for i, d in deliveries.items() if len(d) > 1]
         unexplained = sorted(i for i in dups if len(set(deliveries[i])) != len(deliveries[i]))
-        return LedgerReport(
+        return AuditReport(
             produced=len(produced),
             handled=len(handled),
             handlings=sum(len(d) for d in deliveries.values()),
