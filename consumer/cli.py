@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from pcq.consumer.run import check_health, run_consumer
 from pcq.core.cli.options import (
     LedgerOption,
     QueueOption,
@@ -24,40 +23,53 @@ from pcq.core.redis_common.settings import RedisSettings
 __all__ = ["consume", "register"]
 
 
+# The options, one alias each, so that the command's signature stays readable.
+Drain = Annotated[
+    bool,
+    typer.Option(
+        "--drain",
+        help="Exit once every stream is closed and nothing is queued or in flight "
+        "(default: serve until SIGTERM).",
+    ),
+]
+MaxDelay = Annotated[
+    float | None,
+    typer.Option(
+        "--max-delay",
+        help="Simulated work: random sleep of 0 to SECONDS (env PCQ_MAX_DELAY; 0.5).",
+    ),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No per-item lines.")]
+Batch = Annotated[
+    int | None,
+    typer.Option("--batch", help="Items claimed per Redis round trip (env PCQ_BATCH; 1)."),
+]
+MaxDeliveries = Annotated[
+    int | None,
+    typer.Option(
+        "--max-deliveries",
+        help="Deliveries before a failing item is dead-lettered (env PCQ_MAX_DELIVERIES; 5).",
+    ),
+]
+Check = Annotated[
+    bool,
+    typer.Option(
+        "--check",
+        help="Health check: exit 0 iff a consumer of this host (hostname = container id) "
+        "has a live heartbeat, else 1.",
+    ),
+]
+
+
 def consume(
-    drain: Annotated[
-        bool,
-        typer.Option(
-            "--drain",
-            help="Exit once every stream is closed and nothing is queued or in flight "
-            "(default: serve until SIGTERM).",
-        ),
-    ] = False,
-    max_delay: Annotated[
-        float | None,
-        typer.Option("--max-delay", help="Simulated work: random sleep of 0 to SECONDS (env PCQ_MAX_DELAY; 0.5)."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No per-item lines.")] = False,
-    batch: Annotated[
-        int | None, typer.Option("--batch", help="Items claimed per Redis round trip (env PCQ_BATCH; 1).")
-    ] = None,
+    drain: Drain = False,
+    max_delay: MaxDelay = None,
+    quiet: Quiet = False,
+    batch: Batch = None,
     queue: QueueOption = None,
     redis_url: RedisUrlOption = None,
-    max_deliveries: Annotated[
-        int | None,
-        typer.Option(
-            "--max-deliveries",
-            help="Deliveries before a failing item is dead-lettered (env PCQ_MAX_DELIVERIES; 5).",
-        ),
-    ] = None,
-    check: Annotated[
-        bool,
-        typer.Option(
-            "--check",
-            help="Health check: exit 0 iff a consumer of this host (hostname = container id) "
-            "has a live heartbeat, else 1.",
-        ),
-    ] = False,
+    max_deliveries: MaxDeliveries = None,
+    check: Check = False,
     ledger: LedgerOption = None,
 ) -> None:
     """Consume items from the Redis list (SIGTERM: finish the item in hand, exit 0).
@@ -69,14 +81,18 @@ def consume(
         url=redis_url, queue=queue, batch=batch, max_delay=max_delay, max_deliveries=max_deliveries
     )
     if check:
+        from pcq.consumer.run import check_health  # here: `pcq --help` needs no Redis client
+
         healthy, why = check_health(settings)
         print(why, file=sys.stdout if healthy else sys.stderr)
         raise typer.Exit(0 if healthy else 1)
-    audit = checked_ledger(ledger)
+    ledger = checked_ledger(ledger)
     halt = threading.Event()
     received = route_signals(halt)
     console = Console(quiet=quiet, host=socket.gethostname())
-    run_consumer(settings, console, drain=drain, stop=halt, ledger=audit)
+    from pcq.consumer.run import run_consumer
+
+    run_consumer(settings, console, drain=drain, stop=halt, ledger=ledger)
     # SIGTERM is the orderly way to stop a service (docker stop): exit 0.
     raise typer.Exit(130 if signal.SIGINT in received else 0)
 

@@ -6,11 +6,14 @@ item bodies from here, so a body reads the same whichever queue carries it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from pcq.core.errors import UsageProblem
 
-__all__ = ["MAX_NAME", "SEED_NAMES", "generated_name", "read_names_file", "seed_bodies"]
+__all__ = [
+    "MAX_NAME", "SEED_NAMES", "generated_name", "item_bodies", "read_names_file", "seed_bodies",
+]
 
 # The seed article's three lists, one producer each.
 SEED_NAMES: tuple[tuple[str, ...], ...] = (
@@ -30,6 +33,16 @@ def seed_bodies() -> tuple[str, ...]:
 def generated_name(index: int) -> str:
     """Name of generated item ``index`` (``--items N``): a seed name plus a number."""
     return f"{_FLAT[index % len(_FLAT)]} #{index}"
+
+
+def item_bodies(items: int | None, names: Sequence[str] | None) -> list[str]:
+    """What a producer sends: ``names`` (e.g. a names file), ``items`` generated
+    names, or by default the seed article's three lists (14 names)."""
+    if names is not None:
+        return list(names)
+    if items is not None:
+        return [generated_name(i) for i in range(items)]
+    return list(_FLAT)
 
 
 def read_names_file(path: Path) -> tuple[str, ...]:

@@ -7,7 +7,6 @@ import signal
 import socket
 import sys
 import threading
-from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
@@ -16,17 +15,17 @@ from rich.table import Table
 
 from pcq.core.cli.options import (
     LedgerOption,
+    NamesFileOption,
     QueueOption,
     RedisUrlOption,
     checked_ledger,
+    names_from,
     route_signals,
 )
 from pcq.core.console import Console
 from pcq.core.errors import PcqError, UsageProblem
-from pcq.core.names import read_names_file
+from pcq.core.names import item_bodies
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.rq_jobs.producer import run_rq_producer
-from pcq.producer.run import bodies, run_producer
 
 __all__ = ["produce", "register", "render_tally"]
 
@@ -47,39 +46,44 @@ def render_tally(tally: dict[str, Any], stream: TextIO) -> None:
     RichConsole(file=stream, highlight=False).print(table)
 
 
+# The options, one alias each, so that the command's signature stays readable.
+Items = Annotated[
+    int | None,
+    typer.Option("--items", min=0, help="Generate N names (env PCQ_ITEMS; default: the seed's 14)."),
+]
+Batch = Annotated[
+    int | None, typer.Option("--batch", help="Items per Redis round trip (env PCQ_BATCH; 1).")
+]
+HighWater = Annotated[
+    int | None,
+    typer.Option("--high-water", help="Wait while the queue is this long (env PCQ_HIGH_WATER; 10000)."),
+]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", min=0, help="Longest wait for the tally, seconds (0: do not wait)."),
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="One JSON tally on stdout; demo lines go to stderr.")
+]
+Via = Annotated[
+    str, typer.Option("--via", help="list: the reliable Redis list; rq: one RQ job per item.")
+]
+
+
 def produce(
-    items: Annotated[
-        int | None,
-        typer.Option("--items", min=0, help="Generate N names (env PCQ_ITEMS; default: the seed's 14)."),
-    ] = None,
-    names_file: Annotated[
-        Path | None,
-        typer.Option("--names-file", dir_okay=False, help="Read names from PATH, one per line."),
-    ] = None,
-    batch: Annotated[
-        int | None, typer.Option("--batch", help="Items per Redis round trip (env PCQ_BATCH; 1).")
-    ] = None,
+    items: Items = None,
+    names_file: NamesFileOption = None,
+    batch: Batch = None,
     queue: QueueOption = None,
     redis_url: RedisUrlOption = None,
-    high_water: Annotated[
-        int | None,
-        typer.Option("--high-water", help="Wait while the queue is this long (env PCQ_HIGH_WATER; 10000)."),
-    ] = None,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", min=0, help="Longest wait for the tally, seconds (0: do not wait)."),
-    ] = 600.0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON tally on stdout; demo lines go to stderr.")
-    ] = False,
-    via: Annotated[
-        str, typer.Option("--via", help="list: the reliable Redis list; rq: one RQ job per item.")
-    ] = "list",
+    high_water: HighWater = None,
+    timeout: Timeout = 600.0,
+    as_json: AsJson = False,
+    via: Via = "list",
     ledger: LedgerOption = None,
 ) -> None:
     """Push items onto the Redis list, then print the run's tally read back from Redis."""
-    if items is not None and names_file is not None:
-        raise UsageProblem("--items and --names-file are mutually exclusive")
+    names = names_from(items, names_file)
     if via not in ("list", "rq"):
         raise typer.BadParameter(f"{via!r} is not one of 'list', 'rq'", param_hint="'--via'")
     if ledger is not None and via != "list":
@@ -87,17 +91,25 @@ def produce(
     settings = RedisSettings.from_env().with_overrides(
         url=redis_url, queue=queue, batch=batch, high_water=high_water, items=items
     )
-    audit = checked_ledger(ledger)
-    names = read_names_file(names_file) if names_file is not None else None
-    texts = bodies(settings.items, names)
+    ledger = checked_ledger(ledger)
+    texts = item_bodies(settings.items, names)
     out = sys.stderr if as_json else sys.stdout
     console = Console(stream=out, host=socket.gethostname())
     halt = threading.Event()
     received = route_signals(halt)
     if via == "list":
-        tally = run_producer(settings, texts, console, timeout=timeout, stop=halt, ledger=audit)
+        from pcq.producer.run import run_producer  # here: `pcq --help` needs no Redis client
+
+        tally = run_producer(settings, texts, console, timeout=timeout, stop=halt, ledger=ledger)
     else:
+        from pcq.core.rq_jobs.producer import run_rq_producer
+
         tally = run_rq_producer(settings, texts, console, timeout=timeout, stop=halt)
+    _report(tally, as_json=as_json, timeout=timeout, received=received)
+
+
+def _report(tally: dict[str, Any], *, as_json: bool, timeout: float, received: list[int]) -> None:
+    """Print the tally; exit 130/143 if a signal stopped us, 1 if it timed out."""
     if as_json:
         sys.stdout.write(json.dumps(tally) + "\n")
         sys.stdout.flush()

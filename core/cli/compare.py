@@ -6,24 +6,24 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console as RichConsole
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pcq.core.compare.report import render_summary, write_report
-from pcq.core.compare.rq_runner import WORKER_CLASSES
-from pcq.core.compare.run import CompareConfig, Reporter, run_compare
 from pcq.core.compare.workload import Workload, parse_consumers, parse_transports, parse_work
 from pcq.core.errors import PcqError, UsageProblem
 from pcq.core.local.children import stop_helpers
 
+if TYPE_CHECKING:
+    from pcq.core.compare.run import CompareConfig
+
 __all__ = ["compare", "register"]
 
 
-class _RichReporter(Reporter):
-    """One progress bar per run, on stderr."""
+class _RichReporter:
+    """One progress bar per run, on stderr (a :class:`pcq.core.compare.run.Reporter`)."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -36,40 +36,60 @@ class _RichReporter(Reporter):
         self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+# The options, one alias each, so that the command's signature stays readable.
+Items = Annotated[int, typer.Option("--items", help="Items per run.")]
+PayloadBytes = Annotated[int, typer.Option("--payload-bytes", help="Bytes of body per item (1-60000).")]
+Work = Annotated[
+    str, typer.Option("--work", help="Per item: noop, sleep:MS (I/O-bound) or cpu:MS (CPU-bound).")
+]
+Consumers = Annotated[str, typer.Option("--consumers", help="Consumer counts to try, e.g. 1,2,4,8.")]
+Transports = Annotated[str, typer.Option("--transports", help="Any of local,redis,rq.")]
+Batch = Annotated[int, typer.Option("--batch", help="Items per queue message / round trip.")]
+Repeat = Annotated[int, typer.Option("--repeat", help="Runs per configuration (medians reported).")]
+Docker = Annotated[
+    bool,
+    typer.Option(
+        "--docker",
+        help="Also the Redis list with consumer containers scaled by docker compose "
+        "(slow: builds the image).",
+    ),
+]
+Out = Annotated[Path, typer.Option("--out", help="Report folder.", file_okay=False)]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print results.json on stdout (table and bars go to stderr).")
+]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option("--redis-url", help="Use this Redis (env REDIS_URL) instead of a throwaway one."),
+]
+RqWorker = Annotated[
+    str, typer.Option("--rq-worker", help="RQ worker class: fork (RQ's default) or simple.")
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", help="Longest single run, seconds [default: from the workload]."),
+]
+
+
 def compare(
-    items: Annotated[int, typer.Option("--items", help="Items per run.")] = 200,
-    payload_bytes: Annotated[
-        int, typer.Option("--payload-bytes", help="Bytes of body per item (1-60000).")
-    ] = 64,
-    work: Annotated[
-        str, typer.Option("--work", help="Per item: noop, sleep:MS (I/O-bound) or cpu:MS (CPU-bound).")
-    ] = "noop",
-    consumers: Annotated[
-        str, typer.Option("--consumers", help="Consumer counts to try, e.g. 1,2,4,8.")
-    ] = "1,2,4",
-    transports: Annotated[
-        str, typer.Option("--transports", help="Any of local,redis,rq.")
-    ] = "local,redis,rq",
-    batch: Annotated[int, typer.Option("--batch", help="Items per queue message / round trip.")] = 1,
-    repeat: Annotated[int, typer.Option("--repeat", help="Runs per configuration (medians reported).")] = 1,
-    docker: Annotated[
-        bool, typer.Option("--docker", help="Also the Redis list with consumer containers scaled by docker compose (slow: builds the image).")
-    ] = False,
-    out: Annotated[Path, typer.Option("--out", help="Report folder.", file_okay=False)] = Path("pcq-report"),
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print results.json on stdout (table and bars go to stderr).")
-    ] = False,
-    redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Use this Redis (env REDIS_URL) instead of a throwaway one.")
-    ] = None,
-    rq_worker: Annotated[
-        str, typer.Option("--rq-worker", help="RQ worker class: fork (RQ's default) or simple.")
-    ] = "fork",
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Longest single run, seconds [default: from the workload].")
-    ] = None,
+    items: Items = 200,
+    payload_bytes: PayloadBytes = 64,
+    work: Work = "noop",
+    consumers: Consumers = "1,2,4",
+    transports: Transports = "local,redis,rq",
+    batch: Batch = 1,
+    repeat: Repeat = 1,
+    docker: Docker = False,
+    out: Out = Path("pcq-report"),
+    as_json: AsJson = False,
+    redis_url: RedisUrl = None,
+    rq_worker: RqWorker = "fork",
+    timeout: Timeout = None,
 ) -> None:
     """Run one workload through each transport and report throughput, latency and fairness."""
+    # Imported here: the runners load redis and rq, which `pcq --help` never needs.
+    from pcq.core.compare.report import render_summary, write_report
+
     cfg = _config(items, payload_bytes, work, consumers, transports, batch, repeat, docker,
                   redis_url, rq_worker, timeout)
     _require_matplotlib()
@@ -77,6 +97,22 @@ def compare(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageProblem(f"--out {out}: {exc.strerror or exc}") from None
+    results = _measure(cfg)
+    paths = write_report(results, out)
+    render_summary(results, sys.stderr if as_json else sys.stdout)
+    if as_json:
+        sys.stdout.write(json.dumps(results) + "\n")
+        sys.stdout.flush()
+    print(f"report: {paths['report']} (results.json, throughput.png, latency.png in {out})", file=sys.stderr)
+    bad = [r for r in results["runs"] if r["lost"] or r["notes"]]
+    if bad:
+        raise PcqError(f"{len(bad)} run(s) did not account for every item: see {paths['results']}")
+
+
+def _measure(cfg: CompareConfig) -> dict[str, Any]:
+    """Run the comparison under progress bars on stderr; Ctrl-C: exit 130, no report."""
+    from pcq.core.compare.run import run_compare
+
     err = RichConsole(file=sys.stderr)
     columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     interrupted = False
@@ -91,15 +127,7 @@ def compare(
     if interrupted:
         print("pcq: interrupted: comparison stopped, no report written", file=sys.stderr)
         raise typer.Exit(130)
-    paths = write_report(results, out)
-    render_summary(results, sys.stderr if as_json else sys.stdout)
-    if as_json:
-        sys.stdout.write(json.dumps(results) + "\n")
-        sys.stdout.flush()
-    print(f"report: {paths['report']} (results.json, throughput.png, latency.png in {out})", file=sys.stderr)
-    bad = [r for r in results["runs"] if r["lost"] or r["notes"]]
-    if bad:
-        raise PcqError(f"{len(bad)} run(s) did not account for every item: see {paths['results']}")
+    return results
 
 
 def _config(
@@ -107,6 +135,9 @@ def _config(
     repeat: int, docker: bool, redis_url: str | None, rq_worker: str, timeout: float | None,
 ) -> CompareConfig:
     """Validate every knob (usage errors: one line, exit 2)."""
+    from pcq.core.compare.rq_runner import WORKER_CLASSES
+    from pcq.core.compare.run import CompareConfig
+
     if repeat < 1:
         raise UsageProblem(f"--repeat must be >= 1, got {repeat}")
     if rq_worker not in WORKER_CLASSES:

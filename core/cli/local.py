@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
+from pcq.core.cli.options import NamesFileOption, names_from
 from pcq.core.console import discard_stream
 from pcq.core.errors import PcqError, UsageProblem
 from pcq.core.local.children import stop_helpers
 from pcq.core.local.result import render_table
 from pcq.core.local.run import LocalConfig, default_start_method, run_local
-from pcq.core.names import read_names_file
 from pcq.core.transport import AckMode
 
 __all__ = ["local", "register"]
@@ -49,17 +49,15 @@ def build_config(
     fail_on: str | None = None,
 ) -> LocalConfig:
     """Validate the options (usage errors exit 2) and build the run's config."""
-    if items is not None and names_file is not None:
-        raise UsageProblem("--items and --names-file are mutually exclusive")
+    names = names_from(items, names_file)
     if items is not None and items > MAX_ITEMS:
-        # the shared ledger takes 12 bytes per item, allocated up front
+        # the shared state takes 12 bytes per item, allocated up front
         raise UsageProblem(f"--items must be at most {MAX_ITEMS:,}, not {items:,}")
     if not math.isfinite(max_delay) or max_delay < 0:
         raise UsageProblem(f"--max-delay must be a number >= 0, not {max_delay}")
     if start_method not in mp.get_all_start_methods():
         methods = ", ".join(mp.get_all_start_methods())
         raise UsageProblem(f"--start-method {start_method} is not available here ({methods})")
-    names = read_names_file(names_file) if names_file is not None else None
     return LocalConfig(
         producers=producers,
         consumers=consumers,
@@ -98,10 +96,6 @@ Consumers = Annotated[
 Items = Annotated[
     int | None,
     typer.Option("--items", min=0, help="Generate N names instead of the seed's lists."),
-]
-NamesFile = Annotated[
-    Path | None,
-    typer.Option("--names-file", dir_okay=False, help="Read names from PATH, one per line."),
 ]
 MaxDelay = Annotated[
     float,
@@ -156,7 +150,7 @@ def local(
     producers: Producers = None,
     consumers: Consumers = None,
     items: Items = None,
-    names_file: NamesFile = None,
+    names_file: NamesFileOption = None,
     max_delay: MaxDelay = 0.5,
     seed: Seed = None,
     start_method: StartMethod = DEFAULT_START_METHOD,

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by ``pcq produce`` and ``pcq consume``."""
+"""Command-line options and plumbing shared by several ``pcq`` commands."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ import typer
 
 from pcq.core.errors import UsageProblem
 from pcq.core.ledger import ledger_dir
+from pcq.core.names import read_names_file
 
-__all__ = ["LedgerOption", "QueueOption", "RedisUrlOption", "checked_ledger", "route_signals"]
+__all__ = [
+    "LedgerOption", "NamesFileOption", "QueueOption", "RedisUrlOption", "checked_ledger",
+    "names_from", "route_signals",
+]
 
 QueueOption = Annotated[str | None, typer.Option("--queue", help="Queue name (env PCQ_QUEUE; pcq).")]
 RedisUrlOption = Annotated[
     str | None,
     typer.Option("--redis-url", help="redis://user:pass@host:port/db (env REDIS_URL)."),
+]
+
+NamesFileOption = Annotated[
+    Path | None,
+    typer.Option("--names-file", dir_okay=False, help="Read names from PATH, one per line."),
 ]
 
 LedgerOption = Annotated[
@@ -29,6 +38,13 @@ LedgerOption = Annotated[
         help="Also record every id in append-only files in DIR, outside Redis (env PCQ_LEDGER).",
     ),
 ]
+
+
+def names_from(items: int | None, names_file: Path | None) -> tuple[str, ...] | None:
+    """The ``--names-file`` names (None without one); a usage error next to ``--items``."""
+    if items is not None and names_file is not None:
+        raise UsageProblem("--items and --names-file are mutually exclusive")
+    return read_names_file(names_file) if names_file is not None else None
 
 
 def checked_ledger(path: Path | None) -> Path | None:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -30,7 +30,7 @@ from pcq.core.compare.workload import Workload
 from pcq.core.redis_common.connection import connect, explain
 from pcq.core.redis_common.settings import RedisSettings
 
-__all__ = ["HOW_TO_ADD_REDIS", "CompareConfig", "Reporter", "run_compare"]
+__all__ = ["HOW_TO_ADD_REDIS", "CompareConfig", "PlainReporter", "Reporter", "run_compare"]
 
 HOW_TO_ADD_REDIS = (
     "no REDIS_URL and no redis-server binary: running the local transport only "
@@ -59,13 +59,25 @@ class CompareConfig:
         return 120.0 + 3 * work + self.workload.items / 20  # RQ's forking worker: ~50 jobs/s
 
 
-class Reporter:
+class Reporter(Protocol):
     """Hooks the CLI gives the runner: a per-run progress callback and a line printer."""
 
     def start(self, label: str, total: int) -> Callable[[int], None]:
+        """A run of ``total`` items starts; return its progress callback (items done)."""
+
+    def line(self, text: str) -> None:
+        """Print one line."""
+
+
+class PlainReporter:
+    """The default :class:`Reporter`: no progress, lines on stderr."""
+
+    def start(self, label: str, total: int) -> Callable[[int], None]:
+        """No progress display."""
         return lambda done: None
 
     def line(self, text: str) -> None:
+        """Print ``text`` on stderr."""
         print(text, file=sys.stderr)
 
 
@@ -139,7 +151,7 @@ def _one(
 
 def run_compare(cfg: CompareConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Run the comparison; return the ``results.json`` object."""
-    reporter = reporter or Reporter()
+    reporter = reporter or PlainReporter()
     ctx = compare_context()
     runs: list[RunMetrics] = []
     skipped: list[dict[str, str]] = []
