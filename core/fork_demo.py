@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TextIO
@@ -189,13 +189,7 @@ class Forker:
 
 def run_count(count: int, forker: Forker) -> list[ChildResult]:
     """Fork ``count`` children one after another, reaping each; return how they ended."""
-    require_fork()
-    try:
-        for _ in range(count):
-            forker.reap(forker.fork())
-    finally:
-        forker.reap_all()
-    return forker.results
+    return _run(range(count), forker)
 
 
 def _requests(stdin: TextIO) -> Iterator[None]:
@@ -209,9 +203,14 @@ def _requests(stdin: TextIO) -> Iterator[None]:
 
 def run_interactive(stdin: TextIO, forker: Forker) -> list[ChildResult]:
     """The seed's loop: each line read forks a child; ``q`` or EOF quits."""
+    return _run(_requests(stdin), forker)
+
+
+def _run(requests: Iterable[object], forker: Forker) -> list[ChildResult]:
+    """Fork and reap one child per request; every child is reaped, whatever ends the loop."""
     require_fork()
     try:
-        for _ in _requests(stdin):
+        for _ in requests:
             forker.reap(forker.fork())
     finally:
         forker.reap_all()

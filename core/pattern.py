@@ -121,18 +121,14 @@ def consume(
     raises does not kill the consumer: the item is ``nack``-ed with the reason.
     Each handled item is acknowledged at once.
     """
-    console.starting_consumer()
-    stats = ConsumeStats()
     show = None if console.quiet else console.got
-    while not stop():
-        batch = consumer.get(poll)
-        if batch is None:
-            break
+
+    def settle(batch: Sequence[Item], stats: ConsumeStats) -> None:
         for i, item in enumerate(batch):
             if stop():
                 consumer.release(batch[i:])
                 stats.released += len(batch) - i
-                break
+                return
             if show is not None:
                 show(item.body)
             try:
@@ -143,8 +139,8 @@ def consume(
                 continue
             consumer.ack(item)
             stats.handled += 1
-    console.consumer_exiting()
-    return stats
+
+    return _loop(consumer, settle, console, stop, poll)
 
 
 def consume_batches(
@@ -160,26 +156,20 @@ def consume_batches(
     The handler is still called once per item; one ``ack_many`` covers each
     run of handled items, sent when the batch is over (or before a nack or a
     release). A consumer killed mid-batch therefore has the whole batch's
-    unacknowledged items redelivered. ``acked`` is the index in the batch up to
-    which every item was settled: each item is settled exactly once.
+    unacknowledged items redelivered.
     """
-    console.starting_consumer()
-    stats = ConsumeStats()
     show = None if console.quiet else console.got
-    get, nack, ack_many = consumer.get, consumer.nack, consumer.ack_many
-    while not stop():
-        batch = get(poll)
-        if batch is None:
-            break
-        acked = 0
+    nack, ack_many = consumer.nack, consumer.ack_many
+
+    def settle(batch: Sequence[Item], stats: ConsumeStats) -> None:
+        acked = 0  # every item before this index is settled (each exactly once)
         for i, item in enumerate(batch):
             if stop():
                 ack_many(batch[acked:i])
                 stats.handled += i - acked
                 consumer.release(batch[i:])
                 stats.released += len(batch) - i
-                acked = len(batch)
-                break
+                return
             if show is not None:
                 show(item.body)
             try:
@@ -193,5 +183,25 @@ def consume_batches(
         if acked < len(batch):
             ack_many(batch[acked:] if acked else batch)
             stats.handled += len(batch) - acked
+
+    return _loop(consumer, settle, console, stop, poll)
+
+
+def _loop(
+    consumer: Consumer,
+    settle: Callable[[Sequence[Item], ConsumeStats], None],
+    console: Console,
+    stop: Callable[[], bool],
+    poll: float,
+) -> ConsumeStats:
+    """Claim batches until the stream ends or ``stop()``; ``settle`` handles each batch."""
+    console.starting_consumer()
+    stats = ConsumeStats()
+    get = consumer.get
+    while not stop():
+        batch = get(poll)
+        if batch is None:
+            break
+        settle(batch, stats)
     console.consumer_exiting()
     return stats
