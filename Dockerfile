@@ -1,5 +1,5 @@
 # One image for both roles of the distributed demo: the command picks the role
-# (`pcq produce` / `pcq consume`, or `python -m producer` / `python -m consumer`).
+# (`pcq produce` / `pcq consume`, or `python -m pcq.producer` / `python -m pcq.consumer`).
 #
 #   docker build -t pcq .
 #   docker compose up --build --scale consumer=3 --exit-code-from producer
@@ -41,7 +41,7 @@ COPY consumer ./consumer
 RUN pip install --no-deps --no-build-isolation . \
  && rm -rf /src/build /src/*.egg-info
 
-# Run from an empty directory, so `python -m producer` imports the installed
+# Run from an empty directory, so `python -m pcq.producer` imports the installed
 # package, never a stray copy of the sources.
 WORKDIR /app
 USER 10001:10001

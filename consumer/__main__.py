@@ -1,6 +1,6 @@
-"""``python -m consumer [OPTIONS]`` is ``pcq consume [OPTIONS]``.
+"""``python -m pcq.consumer [OPTIONS]`` is ``pcq consume [OPTIONS]``.
 
-``python -m consumer healthcheck`` is ``pcq consume --check`` (for Docker's
+``python -m pcq.consumer healthcheck`` is ``pcq consume --check`` (for Docker's
 HEALTHCHECK: exit 0 iff a consumer of this host has a live heartbeat).
 """
 

@@ -1,4 +1,4 @@
-"""``python -m producer [OPTIONS]`` is ``pcq produce [OPTIONS]``."""
+"""``python -m pcq.producer [OPTIONS]`` is ``pcq produce [OPTIONS]``."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Helpers for tests that run ``python -m producer`` / ``python -m consumer`` processes."""
+"""Helpers for tests that run ``python -m pcq.producer`` / ``python -m pcq.consumer`` processes."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class Proc:
         self.err_path = workdir / f"{self.name}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", module, *args], stdout=out, stderr=err, env=env
+                [sys.executable, "-m", f"pcq.{module}", *args], stdout=out, stderr=err, env=env
             )
         self.pid = self.popen.pid
         self.consumer_id = f"{HOST}:{self.pid}"
