@@ -7,10 +7,10 @@ consumer holds (raw) or has handled (pcq) the last item.
 
 * raw, batched: ``RPUSH`` of 100 names per call / ``LPOP key 100``;
 * raw, unbatched: ``RPUSH`` one name / ``BLPOP`` one;
-* pcq, batched / unbatched: :mod:`pcq.core.redis_list.consumer` with ``batch=100`` / ``batch=1``
+* pcq, batched / unbatched: :mod:`pcq.core.redis_list` (producer and consumer roles) with ``batch=100`` / ``batch=1``
   through :func:`pcq.core.pattern.produce` and :func:`pcq.core.pattern.consume` -- JSON
   payloads with a schema, claim into a processing list, acknowledged into the
-  run's ledger, heartbeat thread running, backpressure check on every push.
+  run's acked set, heartbeat thread running, backpressure check on every push.
 
 Targets (issue 3): pcq batched >= 0.5x raw batched, pcq unbatched >= 0.8x raw
 unbatched. Each figure is the median of ``--repeat`` runs. Next to items/s the
@@ -45,7 +45,8 @@ from pcq.core.names import generated_name
 from pcq.core.pattern import consume, produce
 from pcq.core.redis_common.connection import connect
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.redis_list.consumer import ListConsumer
+from pcq.core.redis_list.producer import ListProducer
 from pcq.core.transport import Item
 
 CTX = mp.get_context("fork")
@@ -113,7 +114,7 @@ def _settings(port: int, batch: int, queue: str) -> RedisSettings:
 def pcq_producer(port: int, n: int, batch: int, queue: str, go: Any, done: Any) -> None:
     settings = _settings(port, batch, queue)
     client = connect(settings)
-    q = RedisQueue(client, settings)
+    q = ListProducer(client, settings)
     run = q.open_run()
     names = [generated_name(i) for i in range(n)]
     quiet = Console(stream=io.StringIO(), quiet=True)
@@ -129,7 +130,7 @@ def pcq_producer(port: int, n: int, batch: int, queue: str, go: Any, done: Any) 
 def pcq_consumer(port: int, n: int, batch: int, queue: str, go: Any, done: Any) -> None:
     settings = _settings(port, batch, queue)
     client = connect(settings)
-    q = RedisQueue(client, settings, consumer=f"bench:{queue}")
+    q = ListConsumer(client, settings, consumer=f"bench:{queue}")
     handled = 0
     finished = 0.0
 
@@ -143,7 +144,7 @@ def pcq_consumer(port: int, n: int, batch: int, queue: str, go: Any, done: Any) 
     go.wait()
     cpu = time.process_time()
     consume(q, noop, quiet, stop=lambda: handled >= n, poll=0.05)
-    q.close()  # flushes the last acks into the ledger
+    q.close()  # flushes the last acks into the acked set
     done.put(("consumer", time.process_time() - cpu, finished))
     client.close()
 
@@ -193,7 +194,7 @@ def measure(prod: Callable[..., None], cons: Callable[..., None], args: tuple[An
     return Sample(n / (reports["consumer"][2] - start), {k: v / n * 1e6 for k, v in cpu.items()})
 
 
-def ledger_ok(port: int, queue: str, n: int) -> bool:
+def all_acked(port: int, queue: str, n: int) -> bool:
     """The pcq run really acknowledged every item (so the figure is honest)."""
     with redis.Redis(port=port) as r:
         runs = r.zrange(f"pcq:{{{queue}}}:runs", 0, -1)
@@ -209,7 +210,7 @@ def bench(port: int, n: int, batch: int, repeat: int) -> tuple[Sample, Sample]:
         raws.append(measure(raw_producer, raw_consumer, (port, n, batch), n))
         queue = f"bench{batch}-{i}"
         pcqs.append(measure(pcq_producer, pcq_consumer, (port, n, batch, queue), n))
-        assert ledger_ok(port, queue, n), "pcq lost items: figure not valid"
+        assert all_acked(port, queue, n), "pcq lost items: figure not valid"
 
     def median(samples: list[Sample]) -> Sample:
         return sorted(samples, key=lambda s: s.items_per_second)[len(samples) // 2]

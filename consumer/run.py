@@ -1,8 +1,11 @@
 """Run one consumer over the Redis list, and check a consumer's health.
 
-The handler is pluggable (``handler=``); the default is the demo's simulated
-work, :func:`pcq.core.work.make_handler` (a random sleep; bodies starting with
-``poison`` always raise).
+The transport's part -- connect, claim, settle, close -- is
+:func:`pcq.core.redis_list.serve.serve`; this role adds what ``pcq consume``
+means by a consumer: the handler is pluggable (``handler=``), by default the
+demo's simulated work, :func:`pcq.core.work.make_handler` (a random sleep;
+bodies starting with ``poison`` always raise), and ``--ledger`` records every
+handled item in a file (:mod:`pcq.core.ledger`).
 """
 
 from __future__ import annotations
@@ -15,18 +18,16 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from pcq.core.console import Console
-from pcq.core.errors import ConnectionFailed
 from pcq.core.ledger import HANDLED, LedgerFile, ledger_handler
-from pcq.core.pattern import ConsumeStats, Handler, consume
-from pcq.core.redis_common.connection import connect, explain, stderr_log
+from pcq.core.pattern import ConsumeStats, Handler
+from pcq.core.redis_common.connection import connect, explain, stderr_log, text
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.redis_list.consumer import consumer_id
+from pcq.core.redis_list.serve import POLL_SECONDS, serve
 from pcq.core.work import make_handler
 
 __all__ = ["check_health", "run_consumer"]
-
-POLL_SECONDS = 0.5  # BLMOVE timeout: how often an idle consumer looks at its stop flag
 
 
 def run_consumer(
@@ -46,30 +47,17 @@ def run_consumer(
     batch, flushes its acknowledgements and deregisters. With ``ledger`` (a
     directory), every handled item is also recorded there (:mod:`pcq.core.ledger`).
     """
-    halt = stop or threading.Event()
     handle = handler or make_handler(settings.max_delay)
-    client = connect(settings)
+    me = consumer_id()
     audit = LedgerFile(ledger / HANDLED) if ledger is not None else None
+    if audit is not None:
+        handle = ledger_handler(handle, audit, me)
     try:
-        queue = RedisQueue(client, settings, drain=drain, log=log, notify=console.line)
-        if audit is not None:
-            handle = ledger_handler(handle, audit, queue.consumer)
-        try:
-            stats = consume(queue, handle, console, stop=halt.is_set, poll=poll)
-        except ConnectionFailed:
-            # Redis is gone: do not retry all over again to hand items back; our
-            # heartbeat stops, and a reaper requeues what we held.
-            queue.close(reachable=False)
-            raise
-        except BaseException:
-            queue.close()
-            raise
-        queue.close()
-        return stats
+        return serve(settings, handle, console, consumer=me, drain=drain, stop=stop, log=log,
+                     poll=poll)  # fmt: skip
     finally:
         if audit is not None:
             audit.close()
-        client.close()
 
 
 def check_health(settings: RedisSettings, host: str | None = None) -> tuple[bool, str]:
@@ -85,7 +73,7 @@ def check_health(settings: RedisSettings, host: str | None = None) -> tuple[bool
     keys = Keys(settings.queue)
     client = connect(settings)
     try:
-        members = [c.decode() if isinstance(c, bytes) else c for c in client.smembers(keys.consumers)]
+        members = [text(c) for c in client.smembers(keys.consumers)]
         mine = sorted(c for c in members if c.startswith(f"{host}:"))
         alive = [c for c in mine if client.exists(keys.heartbeat(c))]
     except RedisError as exc:

@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from pcq.core.console import Console
-from pcq.core.errors import UsageProblem
 from pcq.core.ledger import PRODUCED, LedgerFile, LedgerProducer
 from pcq.core.names import generated_name, seed_bodies
 from pcq.core.pattern import produce
 from pcq.core.redis_common.connection import Retrier, connect, stderr_log
 from pcq.core.redis_common.keys import Keys
-from pcq.core.redis_common.payload import BadPayload
+from pcq.core.redis_common.payload import refused_as_usage
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.redis_list.producer import ListProducer
 from pcq.core.redis_list.tally import read_tally, retire_run, wait_for_tally
 from pcq.core.transport import Item
 
@@ -70,17 +69,14 @@ def run_producer(
     """
     halt = stop or threading.Event()
     client = connect(settings)
-    queue = RedisQueue(client, settings, log=log, notify=console.line, put_timeout=timeout)
+    producer = ListProducer(client, settings, log=log, notify=console.line, put_timeout=timeout)
     audit = LedgerFile(ledger / PRODUCED) if ledger is not None else None
     try:
-        run = queue.open_run()
+        run = producer.open_run()
         started = time.monotonic()
-        sink = queue if audit is None else LedgerProducer(queue, audit)
-        try:
+        sink = producer if audit is None else LedgerProducer(producer, audit)
+        with refused_as_usage(before=producer.end_stream):
             produce(sink, _items(run, texts), console, batch=settings.batch, stop=halt.is_set)
-        except BadPayload as exc:
-            queue.end_stream()
-            raise UsageProblem(str(exc)) from None
         retrier = Retrier(settings, log)
         keys = Keys(settings.queue)
         tally = wait_for_tally(
@@ -91,7 +87,7 @@ def run_producer(
         if tally["complete"]:
             retrier.call(retire_run, client, keys, run, settings.run_ttl)
     finally:
-        queue.close(reachable=False)  # stops the run's liveness thread if still going
+        producer.close()  # stops the run's liveness thread if still going
         client.close()
         if audit is not None:
             audit.close()

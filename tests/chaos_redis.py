@@ -7,7 +7,7 @@ handler that appends ``id, consumer id, delivery`` to the independent ledger
 ``pcq consume`` (exit 0).
 
 ``python tests/chaos_redis.py produce LEDGER_DIR --items N`` runs
-:func:`pcq.core.pattern.produce` over a :class:`pcq.core.redis_list.consumer.RedisQueue` and appends
+:func:`pcq.core.pattern.produce` over a :class:`pcq.core.redis_list.producer.ListProducer` and appends
 each batch's ids to the ledger once ``put`` has returned (Redis acknowledged the
 push). It writes its run id to ``LEDGER_DIR/run`` first and does not wait for
 the tally (the test reads it).
@@ -37,14 +37,15 @@ from pcq.core.console import Console
 from pcq.core.pattern import produce
 from pcq.core.redis_common.connection import connect
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue, consumer_id
+from pcq.core.redis_list.consumer import consumer_id
+from pcq.core.redis_list.producer import ListProducer
 from pcq.core.transport import Item
 
 
 class RecordingQueue:
-    """A RedisQueue whose acknowledged puts are written to the ledger."""
+    """A ListProducer whose acknowledged puts are written to the ledger."""
 
-    def __init__(self, queue: RedisQueue, out: LedgerFile) -> None:
+    def __init__(self, queue: ListProducer, out: LedgerFile) -> None:
         self.queue, self.out = queue, out
 
     def put(self, items: Sequence[Item]) -> None:
@@ -91,7 +92,7 @@ def produce_main(ledger_dir: Path, items: int) -> int:
     client = connect(settings)
     out = Audit(ledger_dir).writer(PRODUCED)
     try:
-        queue = RedisQueue(client, settings, put_timeout=None)
+        queue = ListProducer(client, settings, put_timeout=None)
         run = queue.open_run()
         (ledger_dir / "run").write_text(run)
         texts = (f"item #{n}" for n in range(items))

@@ -20,7 +20,7 @@ import redis
 from redis.exceptions import NoPermissionError, ResponseError
 from rq_helpers import Worker, worker_argv, worker_env
 
-import pcq.core
+import pcq.core.redis_list
 from pcq.core.console import Console
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["fixtures_reliability"]
 pytestmark = pytest.mark.timeout(180)
 
-LUA_DIR = Path(pcq.core.__file__).with_name("lua")
+LUA_DIR = Path(pcq.core.redis_list.__file__).with_name("lua")
 QUEUE = "acltest"  # fixtures_reliability.ACL_QUEUE: the queue the ACL was rendered for
 K = Keys(QUEUE)
 OTHER = Keys("someone-else")

@@ -1,4 +1,4 @@
-"""RedisQueue (the Transport) in-process, against a real redis-server."""
+"""The Redis list's roles (ListProducer, ListConsumer) in-process, against a real redis-server."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from fixtures_redis import quiet
 from pcq.core.pattern import consume, produce
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue
-from pcq.core.redis_list.tally import queue_status, read_tally, retire_run
+from pcq.core.redis_list.consumer import ListConsumer
+from pcq.core.redis_list.producer import ListProducer
+from pcq.core.redis_list.status import queue_status
+from pcq.core.redis_list.tally import read_tally, retire_run
 from pcq.core.transport import Consumer, Item, Producer
 
 
@@ -21,18 +23,18 @@ def items(run: str, n: int, prefix: str = "name") -> list[Item]:
 
 
 def test_is_a_transport(client: redis.Redis, redis_settings: RedisSettings) -> None:
-    queue = RedisQueue(client, redis_settings)
-    assert isinstance(queue, Producer) and isinstance(queue, Consumer)
+    producer, consumer = ListProducer(client, redis_settings), ListConsumer(client, redis_settings)
+    assert isinstance(producer, Producer) and isinstance(consumer, Consumer)
 
 
 def test_produce_consume_exactly_once(client: redis.Redis, redis_settings: RedisSettings) -> None:
     settings = redis_settings.with_overrides(batch=7)
-    producer = RedisQueue(client, settings)
+    producer = ListProducer(client, settings)
     run = producer.open_run()
     put = produce(producer, items(run, 100), quiet(), batch=13)
     assert put == 100
     seen: list[str] = []
-    consumer = RedisQueue(client, settings, consumer="c1", drain=True)
+    consumer = ListConsumer(client, settings, consumer="c1", drain=True)
     try:
         stats = consume(consumer, lambda item: seen.append(item.id), quiet(), poll=0.1)
     finally:
@@ -49,13 +51,13 @@ def test_produce_consume_exactly_once(client: redis.Redis, redis_settings: Redis
 
 
 def test_fifo_order_and_payload_round_trip(client: redis.Redis, redis_settings: RedisSettings) -> None:
-    producer = RedisQueue(client, redis_settings)
+    producer = ListProducer(client, redis_settings)
     run = producer.open_run()
     sent = [Item(f"{run}:{i}", body, 1732540000.123456789 + i) for i, body in
             enumerate(["Meatwad", "Ünïcode ✓", 'quo"te\\', ""])]  # fmt: skip
     producer.put(sent)
     producer.end_stream()
-    consumer = RedisQueue(client, redis_settings.with_overrides(batch=10), consumer="c")
+    consumer = ListConsumer(client, redis_settings.with_overrides(batch=10), consumer="c")
     try:
         got = consumer.get(0.1)
         assert got is not None
@@ -72,7 +74,7 @@ def test_handler_failure_redelivers_then_dead_letters(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
     settings = redis_settings.with_overrides(max_deliveries=3)
-    producer = RedisQueue(client, settings)
+    producer = ListProducer(client, settings)
     run = producer.open_run()
     produce(producer, [Item(f"{run}:0", "poison pill", time.time()), *items(run, 5)[1:]], quiet())
     deliveries: list[int] = []
@@ -82,7 +84,7 @@ def test_handler_failure_redelivers_then_dead_letters(
             deliveries.append(item.deliveries)
             raise ValueError("cannot digest")
 
-    consumer = RedisQueue(client, settings, consumer="c", drain=True)
+    consumer = ListConsumer(client, settings, consumer="c", drain=True)
     try:
         stats = consume(consumer, handle, quiet(), poll=0.1)
     finally:
@@ -103,16 +105,16 @@ def test_handler_failure_redelivers_then_dead_letters(
 
 def test_release_hands_back_without_counting(client: redis.Redis, redis_settings: RedisSettings) -> None:
     settings = redis_settings.with_overrides(batch=5)
-    producer = RedisQueue(client, settings)
+    producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 5))
-    a = RedisQueue(client, settings, consumer="a")
+    a = ListConsumer(client, settings, consumer="a")
     got = a.get(0.1)
     assert got is not None and len(got) == 5
     a.ack(got[0])
     a.release(got[1:])
     a.close()
-    b = RedisQueue(client, settings, consumer="b")
+    b = ListConsumer(client, settings, consumer="b")
     again = b.get(0.1)
     assert again is not None
     assert [i.id for i in again] == [i.id for i in got[1:]]
@@ -130,14 +132,14 @@ def test_reaper_requeues_a_dead_consumers_items(
 ) -> None:
     settings = redis_settings.with_overrides(batch=3)
     keys = Keys(settings.queue)
-    producer = RedisQueue(client, settings)
+    producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 3))
-    dead = RedisQueue(client, settings, consumer="dead")
+    dead = ListConsumer(client, settings, consumer="dead")
     dead.beat()
     held = dead._claim(3)  # claims without starting a heartbeat thread
     assert len(held) == 3
-    reaper = RedisQueue(client, settings, consumer="reaper")
+    reaper = ListConsumer(client, settings, consumer="reaper")
     assert reaper.reap() == (0, 0, 0)  # heartbeat still alive: hands off
     client.delete(keys.heartbeat("dead"))  # as if its TTL ran out
     assert reaper.reap() == (1, 3, 0)
@@ -156,14 +158,14 @@ def test_a_restarted_consumer_with_the_same_id_requeues_what_it_inherited(
     # the old heartbeat has not expired yet. Its items must count as redelivered.
     settings = redis_settings.with_overrides(batch=3)
     keys = Keys(settings.queue)
-    producer = RedisQueue(client, settings)
+    producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 3))
-    old = RedisQueue(client, settings, consumer="host:7")
+    old = ListConsumer(client, settings, consumer="host:7")
     old.beat()
     held = old._claim(3)  # then SIGKILLed: no ack, heartbeat still alive
     assert len(held) == 3 and client.exists(keys.heartbeat("host:7"))
-    new = RedisQueue(client, settings, consumer="host:7")
+    new = ListConsumer(client, settings, consumer="host:7")
     new.start()
     try:
         assert client.llen(keys.processing("host:7")) == 0
@@ -182,7 +184,7 @@ def test_a_restarted_consumer_with_the_same_id_requeues_what_it_inherited(
 def test_malformed_payloads_are_dead_lettered(client: redis.Redis, redis_settings: RedisSettings) -> None:
     settings = redis_settings.with_overrides(batch=10, max_payload_bytes=1024)
     keys = Keys(settings.queue)
-    producer = RedisQueue(client, settings)
+    producer = ListProducer(client, settings)
     run = producer.open_run()
     good = items(run, 2)
     producer.put(good[:1])
@@ -191,7 +193,7 @@ def test_malformed_payloads_are_dead_lettered(client: redis.Redis, redis_setting
     producer.put(good[1:])
     producer.end_stream()
     seen: list[str] = []
-    consumer = RedisQueue(client, settings, consumer="c", drain=True, notify=lambda line: None)
+    consumer = ListConsumer(client, settings, consumer="c", drain=True, notify=lambda line: None)
     try:
         consume(consumer, lambda i: seen.append(i.id), quiet(), poll=0.1)
     finally:
@@ -211,7 +213,7 @@ def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisS
     settings = redis_settings.with_overrides(high_water=10, batch=5)
     keys = Keys(settings.queue)
     lines: list[str] = []
-    consumer = RedisQueue(client, settings, consumer="c")
+    consumer = ListConsumer(client, settings, consumer="c")
     waits: list[float] = []
 
     def wait(seconds: float) -> None:  # the producer's pause: let a consumer take 5
@@ -221,7 +223,7 @@ def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisS
         for item in got:
             consumer.ack(item)
 
-    producer = RedisQueue(client, settings, notify=lines.append, wait=wait)
+    producer = ListProducer(client, settings, notify=lines.append, wait=wait)
     run = producer.open_run()
     batch = items(run, 15)
     for i in range(0, 15, 5):
@@ -233,10 +235,10 @@ def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisS
 
 def test_queue_status(client: redis.Redis, redis_settings: RedisSettings) -> None:
     settings = redis_settings.with_overrides(batch=2)
-    producer = RedisQueue(client, settings)
+    producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 5))
-    consumer = RedisQueue(client, settings, consumer="host:1")
+    consumer = ListConsumer(client, settings, consumer="host:1")
     try:
         assert consumer.get(0.1) is not None
         status = queue_status(settings, client)
@@ -252,7 +254,7 @@ def test_retire_run_expires_its_keys_and_trims_old_runs(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
     keys = Keys(redis_settings.queue)
-    producer = RedisQueue(client, redis_settings)
+    producer = ListProducer(client, redis_settings)
     run = producer.open_run()
     producer.put(items(run, 2))
     producer.end_stream()

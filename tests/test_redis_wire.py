@@ -1,4 +1,4 @@
-"""The queue's hot path (pcq.core.redis_list.scripts.Wire, claim.lua's shortcuts) against a real redis-server.
+"""The queue's hot path (pcq.core.redis_list.wire.Wire, claim.lua's shortcuts) against a real redis-server.
 
 Claims and pushes bypass redis-py's per-command machinery; these tests check
 that what that machinery gave us still holds: scripts reload after Redis forgot
@@ -18,7 +18,8 @@ from fixtures_redis import quiet
 from pcq.core.pattern import consume, produce
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.redis_list.consumer import ListConsumer
+from pcq.core.redis_list.producer import ListProducer
 from pcq.core.redis_list.tally import read_tally
 from pcq.core.transport import Item
 
@@ -27,7 +28,7 @@ def items(run: str, start: int, n: int) -> list[Item]:
     return [Item(f"{run}:{i}", f"name {i}", time.time()) for i in range(start, start + n)]
 
 
-def drain_all(consumer: RedisQueue, n: int) -> list[str]:
+def drain_all(consumer: ListConsumer, n: int) -> list[str]:
     seen: list[str] = []
     while len(seen) < n:
         for item in consumer.get(0.2) or []:
@@ -41,8 +42,8 @@ def drain_all(consumer: RedisQueue, n: int) -> list[str]:
 def test_scripts_reload_after_script_flush(client: redis.Redis, redis_settings: RedisSettings,
                                            batch: int) -> None:  # fmt: skip
     settings = redis_settings.with_overrides(batch=batch)
-    producer = RedisQueue(client, settings)
-    consumer = RedisQueue(client, settings, consumer="c1")
+    producer = ListProducer(client, settings)
+    consumer = ListConsumer(client, settings, consumer="c1")
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 20))
@@ -63,8 +64,8 @@ def test_a_killed_connection_is_reopened_without_duplicates(
 ) -> None:
     settings = redis_settings.with_overrides(batch=5)
     logs: list[str] = []
-    producer = RedisQueue(client, settings, log=logs.append)
-    consumer = RedisQueue(client, settings, consumer="c1", log=logs.append)
+    producer = ListProducer(client, settings, log=logs.append)
+    consumer = ListConsumer(client, settings, consumer="c1", log=logs.append)
     try:
         run = producer.open_run()
         kills = 0
@@ -86,10 +87,10 @@ def test_a_killed_connection_is_reopened_without_duplicates(
 
 def test_the_queue_gives_its_connection_back(client: redis.Redis, redis_settings: RedisSettings) -> None:
     pool = client.connection_pool
-    producer = RedisQueue(client, redis_settings)
+    producer = ListProducer(client, redis_settings)
     run = producer.open_run()
     produce(producer, items(run, 0, 5), quiet())
-    consumer = RedisQueue(client, redis_settings, consumer="c1", drain=True)
+    consumer = ListConsumer(client, redis_settings, consumer="c1", drain=True)
     consume(consumer, lambda item: None, quiet(), poll=0.1)
     consumer.close()
     producer.close()
@@ -101,8 +102,8 @@ def test_a_reaped_consumer_registers_again_before_it_holds_anything(
 ) -> None:
     settings = redis_settings.with_overrides(batch=3)
     k = Keys(settings.queue)
-    producer = RedisQueue(client, settings)
-    consumer = RedisQueue(client, settings, consumer="c1")
+    producer = ListProducer(client, settings)
+    consumer = ListConsumer(client, settings, consumer="c1")
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 9))
@@ -133,8 +134,8 @@ def test_claims_tell_whether_the_queue_may_hold_more(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
     settings = redis_settings.with_overrides(batch=4)
-    producer = RedisQueue(client, settings)
-    consumer = RedisQueue(client, settings, consumer="c1")
+    producer = ListProducer(client, settings)
+    consumer = ListConsumer(client, settings, consumer="c1")
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 6))
@@ -154,8 +155,8 @@ def test_claims_tell_whether_the_queue_may_hold_more(
 
 def test_one_by_one_claims_see_an_empty_queue(client: redis.Redis, redis_settings: RedisSettings) -> None:
     settings = redis_settings.with_overrides(batch=1)
-    producer = RedisQueue(client, settings)
-    consumer = RedisQueue(client, settings, consumer="c1")
+    producer = ListProducer(client, settings)
+    consumer = ListConsumer(client, settings, consumer="c1")
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 2))

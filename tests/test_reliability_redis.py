@@ -21,7 +21,8 @@ import pytest
 from audit import HANDLED, PRODUCED
 from chaos import chaos_rng, kill_loop
 
-from pcq.core.redis_list.tally import queue_status, read_tally
+from pcq.core.redis_list.status import queue_status
+from pcq.core.redis_list.tally import read_tally
 
 if TYPE_CHECKING:  # imported as a plugin below: importing it here would skip its rewrite
     from fixtures_redis import RedisServer

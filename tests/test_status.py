@@ -13,10 +13,11 @@ from fixtures_redis import RedisServer, free_port
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from pcq.core.cli.status import RateWindow
 from pcq.core.redis_common.connection import connect
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue
+from pcq.core.redis_list.consumer import ListConsumer
+from pcq.core.redis_list.producer import ListProducer
+from pcq.core.redis_list.rates import RateWindow
 from pcq.core.transport import Item
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,9 +42,9 @@ def test_status_reflects_a_filled_queue(redis_server: RedisServer, redis_setting
     settings = RedisSettings(url=redis_settings.url, queue=redis_settings.queue, batch=3)
     rq_name = f"{settings.queue}-rq"
     producer_client, consumer_client = connect(settings), connect(settings)
-    consumer = RedisQueue(consumer_client, settings, consumer="tester:1")
+    consumer = ListConsumer(consumer_client, settings, consumer="tester:1")
     try:
-        producer = RedisQueue(producer_client, settings)
+        producer = ListProducer(producer_client, settings)
         run = producer.open_run()
         producer.put([Item(f"{run}:{n}", f"name {n}", time.time()) for n in range(10)])
         producer_client.lpush(producer.keys.queue, b"not json at all")  # first in line
@@ -140,9 +141,9 @@ def test_rate_counts_acknowledged_items(redis_settings: RedisSettings) -> None:
 
     settings = RedisSettings(url=redis_settings.url, queue=redis_settings.queue, batch=5)
     client, worker = connect(settings), connect(settings)
-    consumer = RedisQueue(worker, settings, consumer="rate:1")
+    consumer = ListConsumer(worker, settings, consumer="rate:1")
     try:
-        producer = RedisQueue(client, settings)
+        producer = ListProducer(client, settings)
         run = producer.open_run()
         producer.put([Item(f"{run}:{n}", f"n{n}", time.time()) for n in range(5)])
         held = consumer.get(0.5)

@@ -1,7 +1,7 @@
 """``pcq status`` (one shot) and ``pcq watch`` (live): what is in the queues right now.
 
 Both show, for the Redis list: queue length, items in flight per consumer, dead
-letters, consumers with their heartbeat age (from :func:`pcq.core.redis_list.tally.queue_status`),
+letters, consumers with their heartbeat age (from :func:`pcq.core.redis_list.status.queue_status`),
 and the acknowledgement rate; for RQ: the queue's length, its registries
 (started, finished, failed, deferred, scheduled, canceled) and its workers.
 
@@ -9,11 +9,17 @@ The list queue's rate, items/s over the last 10 s:
 
 * ``pcq status`` reads it at once from the consumers' heartbeats: each beat
   carries the consumer's acknowledgement count and the count ~10 s earlier
-  (:class:`pcq.core.redis_list.scripts.AckHistory`); the live consumers' rates are summed.
-  ``--window N`` instead samples the run ledgers twice, N seconds apart.
+  (:meth:`pcq.core.redis_list.consumer.ListConsumer.beat`); the live consumers' rates are summed.
+  ``--window N`` instead samples the runs' acked sets twice, N seconds apart.
 * ``pcq watch`` samples the number of items acknowledged (summed over the
-  ledgers of the queue's 50 newest runs) once per refresh and keeps 10 s of
-  samples, so it also counts consumers that died meanwhile.
+  acked sets of the queue's 50 newest runs, :func:`pcq.core.redis_list.status.acked_total`)
+  once per refresh into a :class:`~pcq.core.redis_list.rates.RateWindow` of 10 s,
+  so it also counts consumers that died meanwhile. RQ's part is
+  :func:`pcq.core.rq_jobs.status.rq_status`.
+
+This module holds the options, the rendering and the watch loop; the reading
+is done by the transports' ``status`` modules, imported when a command runs so
+that ``pcq local`` and ``pcq --help`` never load redis or rq.
 """
 
 from __future__ import annotations
@@ -21,91 +27,24 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections import deque
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import redis
 import typer
-from redis.exceptions import NoPermissionError
 from rich.console import Console as RichConsole
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
-from rq.registry import (
-    CanceledJobRegistry,
-    DeferredJobRegistry,
-    FailedJobRegistry,
-    FinishedJobRegistry,
-    ScheduledJobRegistry,
-    StartedJobRegistry,
-)
 
 from pcq.core.errors import UsageProblem
-from pcq.core.redis_common.connection import connect, explain
-from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.tally import queue_status
+from pcq.core.redis_list.rates import RateWindow
 
-__all__ = ["RateWindow", "collect", "register", "rq_status"]
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["collect", "register"]
 
 WATCH_WINDOW = 10.0
-_REGISTRIES = {
-    "started": StartedJobRegistry, "finished": FinishedJobRegistry, "failed": FailedJobRegistry,
-    "deferred": DeferredJobRegistry, "scheduled": ScheduledJobRegistry,
-    "canceled": CanceledJobRegistry,
-}
-
-
-def rq_status(client: redis.Redis, queue: str) -> dict[str, Any]:
-    """RQ queue length, registry sizes and worker count, read-only.
-
-    ZCARD rather than ``registry.count``: the latter runs RQ's cleanup, which
-    moves jobs around -- a status command must not change what it reports.
-    """
-    with client.pipeline(transaction=False) as pipe:
-        pipe.llen(f"rq:queue:{queue}")
-        for cls in _REGISTRIES.values():
-            pipe.zcard(cls(queue, connection=client).key)
-        pipe.scard(f"rq:workers:{queue}")
-        replies = pipe.execute()
-    registries = {name: int(n) for name, n in zip(_REGISTRIES, replies[1:-1])}
-    return {"queue": queue, "length": int(replies[0]), "registries": registries, "workers": int(replies[-1])}
-
-
-class RateWindow:
-    """Items/s of a growing counter over the last ``span`` seconds of samples."""
-
-    def __init__(self, span: float = WATCH_WINDOW) -> None:
-        self.span = span
-        self.samples: deque[tuple[float, int]] = deque()
-
-    def add(self, at: float, count: int) -> float | None:
-        """Record a sample; return the rate over the window (None until two samples)."""
-        self.samples.append((at, count))
-        while len(self.samples) > 2 and at - self.samples[1][0] >= self.span:
-            self.samples.popleft()
-        first_at, first = self.samples[0]
-        if at <= first_at:
-            return None
-        return round(max(0, count - first) / (at - first_at), 1)
-
-
-RECENT_RUNS = 50
-
-
-def acked_total(client: redis.Redis, keys: Keys, recent: int = RECENT_RUNS) -> int:
-    """Distinct items acknowledged over the ``recent`` newest runs of the queue.
-
-    Summed from the runs' ledgers (``run:<run>:acked``): the only per-queue
-    acknowledgement count every version of the claim script maintains.
-    """
-    runs = client.zrevrange(keys.runs, 0, recent - 1)
-    if not runs:
-        return 0
-    with client.pipeline(transaction=False) as pipe:
-        for run in runs:
-            pipe.scard(keys.acked(run.decode() if isinstance(run, bytes) else str(run)))
-        return sum(int(n) for n in pipe.execute())
 
 
 def _acked(status: dict[str, Any]) -> int | None:
@@ -122,9 +61,16 @@ def _rate(before: dict[str, Any], after: dict[str, Any]) -> float | None:
 
 def collect(client: redis.Redis, settings: RedisSettings, rq_queue: str) -> dict[str, Any]:
     """One snapshot: the list queue (``queue_status``) plus the RQ queue."""
+    # Imported here: the CLI loads Redis and RQ only when a command needs them.
+    from redis.exceptions import NoPermissionError
+
+    from pcq.core.redis_common.keys import Keys
+    from pcq.core.redis_list.status import acked_total, queue_status
+    from pcq.core.rq_jobs.status import rq_status
+
     status = queue_status(settings, client)
     status["at"] = round(time.time(), 3)
-    # A role-limited ACL user (compose's `consumer`) may not read run ledgers or RQ's
+    # A role-limited ACL user (compose's `consumer`) may not read the acked sets or RQ's
     # keys: show what it may read rather than fail the whole view.
     try:
         status["acked_total"] = acked_total(client, Keys(settings.queue))
@@ -193,7 +139,7 @@ def status(
         float,
         typer.Option(
             "--window",
-            help="Measure items/s by sampling the run ledgers twice, SECONDS apart "
+            help="Measure items/s by sampling the runs' acked sets twice, SECONDS apart "
             "[default: 0, the consumers' own rate over their last 10 s, read at once].",
         ),
     ] = 0.0,
@@ -202,6 +148,10 @@ def status(
     """Show the queues once: length, in flight per consumer, dead letters, heartbeats, RQ."""
     if not 0 <= window <= 60:
         raise UsageProblem(f"--window must be between 0 and 60 seconds, got {window}")
+    import redis
+
+    from pcq.core.redis_common.connection import connect, explain
+
     settings = _settings(queue, redis_url)
     client = connect(settings)
     try:
@@ -238,9 +188,13 @@ def watch(
         raise UsageProblem(f"--interval must be between 0.1 and 60 seconds, got {interval}")
     if count is not None and count < 1:
         raise UsageProblem(f"--count must be >= 1, got {count}")
+    import redis
+
+    from pcq.core.redis_common.connection import connect, explain
+
     settings = _settings(queue, redis_url)
     client = connect(settings)
-    rates = RateWindow()
+    rates = RateWindow(WATCH_WINDOW)
     shown = 0
     try:
         with Live(console=RichConsole(highlight=False), auto_refresh=False) as live:

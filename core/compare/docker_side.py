@@ -4,7 +4,7 @@ Inside the compose project the host cannot reach Redis (its network is
 internal), so both roles run in containers of the pcq image:
 
 * ``consume --work SPEC`` -- a consumer container: waits until a run is open,
-  drains the queue with the workload's handler (``run_consumer``, ``drain=True``)
+  drains the queue with the workload's handler (:func:`pcq.core.redis_list.serve.serve`, ``drain=True``)
   and, on its way out, pushes its ``(id, produced_at, handled_at)`` stamps to
   ``pcq:{Q}:compare:stamps`` in one call (nothing extra per item).
 * ``produce --items N ...`` -- a one-off producer container: opens the run,
@@ -25,7 +25,6 @@ import threading
 import time
 from typing import Any
 
-from pcq.consumer.run import run_consumer
 from pcq.core.compare.workload import make_body, stamping
 from pcq.core.console import QuietConsole
 from pcq.core.pattern import produce
@@ -33,7 +32,9 @@ from pcq.core.redis_common.connection import connect
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.payload import new_run_id
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue, consumer_id
+from pcq.core.redis_list.consumer import consumer_id
+from pcq.core.redis_list.producer import ListProducer
+from pcq.core.redis_list.serve import serve
 from pcq.core.redis_list.tally import read_tally, wait_for_tally
 from pcq.core.transport import Item
 
@@ -63,7 +64,7 @@ def consume(settings: RedisSettings, spec: str) -> None:
     _wait("a producer run", lambda: client.zcard(keys.runs) > 0)
     handle, stamps = stamping(spec)
     try:
-        run_consumer(settings, QuietConsole(), drain=True, handler=handle, poll=0.1)
+        serve(settings, handle, QuietConsole(), drain=True, poll=0.1)
     finally:
         record = json.dumps({"consumer": consumer_id(), "stamps": stamps})
         client.rpush(stamps_key(settings.queue), record)
@@ -74,12 +75,13 @@ def produce_run(settings: RedisSettings, items: int, size: int, consumers: int, 
     """The producer container: one run, then its tally and stamps as JSON on stdout."""
     client = connect(settings)
     keys = Keys(settings.queue)
-    queue = RedisQueue(client, settings, run=new_run_id())
-    run = queue.open_run()
+    producer = ListProducer(client, settings, run=new_run_id())
+    run = producer.open_run()
     _wait(f"{consumers} consumers", lambda: client.scard(keys.consumers) >= consumers)
     t0 = time.monotonic()
     made = (Item(f"{run}:{n}", make_body(n, size), time.time()) for n in range(items))
-    produce(queue, made, QuietConsole(), batch=settings.batch, stop=threading.Event().is_set)
+    produce(producer, made, QuietConsole(), batch=settings.batch, stop=threading.Event().is_set)
+    producer.close()
     tally = wait_for_tally(lambda: read_tally(client, keys, run), timeout=timeout)
     _wait("the consumers' stamps", lambda: client.llen(stamps_key(settings.queue)) >= consumers)
     tally["wall_seconds"] = round(time.monotonic() - t0, 3)

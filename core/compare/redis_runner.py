@@ -1,9 +1,10 @@
 """The Redis-list transport under a comparison workload (consumers on this host).
 
-The stock pieces do the work: :class:`~pcq.core.redis_list.consumer.RedisQueue`,
-:func:`pcq.core.pattern.produce` and :func:`pcq.consumer.run.run_consumer` with
-``drain=True``. Each comparison uses a queue of its own (``cmp-<random>``)
-and deletes every key of it afterwards, so it can run on a shared server.
+The stock pieces do the work: :class:`~pcq.core.redis_list.producer.ListProducer`
+with :func:`pcq.core.pattern.produce`, and :func:`pcq.core.redis_list.serve.serve`
+(what ``pcq consume`` runs) with ``drain=True``. Each comparison uses a queue of
+its own (``cmp-<random>``) and deletes every key of it afterwards, so it can run
+on a shared server.
 
 Order of events: the run is opened (stream open), the consumers start and
 register, *then* the producer pushes, from a thread of the parent, while the
@@ -28,7 +29,6 @@ from typing import Any
 
 import redis
 
-from pcq.consumer.run import run_consumer
 from pcq.core.compare.metrics import RssSampler, RunMetrics
 from pcq.core.compare.workload import Workload, make_body, stamping
 from pcq.core.console import QuietConsole
@@ -38,7 +38,9 @@ from pcq.core.redis_common.connection import connect
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.payload import new_run_id
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.consumer import RedisQueue, consumer_id
+from pcq.core.redis_list.consumer import consumer_id
+from pcq.core.redis_list.producer import ListProducer
+from pcq.core.redis_list.serve import serve
 from pcq.core.redis_list.tally import read_tally
 from pcq.core.transport import Item
 
@@ -57,7 +59,7 @@ def consumer_main(settings: RedisSettings, spec: str, conn: Connection) -> None:
     handle, stamps = stamping(spec)
     console = QuietConsole(None, sys.stderr, quiet=True)
     try:
-        run_consumer(settings, console, drain=True, handler=handle, stop=halt, poll=0.1)
+        serve(settings, handle, console, drain=True, stop=halt, poll=0.1)
     except PcqError as exc:
         print(f"pcq: consumer {os.getpid()}: {exc}", file=sys.stderr)
     finally:
@@ -82,16 +84,16 @@ def delete_queue_keys(client: redis.Redis, queue: str) -> int:
 class _Producer(threading.Thread):
     """Pushes the workload's items from a thread of the parent."""
 
-    def __init__(self, queue: RedisQueue, workload: Workload, stop: threading.Event) -> None:
+    def __init__(self, producer: ListProducer, workload: Workload, stop: threading.Event) -> None:
         super().__init__(name="pcq-cmp-producer", daemon=True)
-        self.queue, self.workload, self.halt = queue, workload, stop
+        self.producer, self.workload, self.halt = producer, workload, stop
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        run, size, now = self.queue.run, self.workload.payload_bytes, time.time
+        run, size, now = self.producer.run, self.workload.payload_bytes, time.time
         items = (Item(f"{run}:{n}", make_body(n, size), now()) for n in range(self.workload.items))
         try:
-            produce(self.queue, items, QuietConsole(), batch=self.workload.batch, stop=self.halt.is_set)
+            produce(self.producer, items, QuietConsole(), batch=self.workload.batch, stop=self.halt.is_set)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             self.error = exc
 
@@ -160,14 +162,14 @@ def run_redis_compare(
     started: list[tuple[BaseProcess, Connection]] = []
     reports: list[dict[str, Any]] | None = None
     halt = threading.Event()
+    pusher = ListProducer(client, settings, run=new_run_id())
     try:
-        queue = RedisQueue(client, settings, run=new_run_id())
-        run = queue.open_run()
+        run = pusher.open_run()
         started = _start_consumers(ctx, settings, str(workload.work), consumers)
         _wait_registered(poll, keys, [p for p, _ in started])
         with RssSampler(lambda: [p.pid for p, _ in started if p.pid]) as rss:
             t0 = time.perf_counter()
-            producer = _Producer(queue, workload, halt)
+            producer = _Producer(pusher, workload, halt)
             producer.start()
             procs = [p for p, _ in started]
             tally = _follow(poll, keys, run, producer, progress, timeout, procs)
@@ -184,6 +186,7 @@ def run_redis_compare(
                 if proc.exitcode is None:
                     proc.terminate()
             _collect(started)
+        pusher.close()
         delete_queue_keys(poll, settings.queue)
         client.close()
         poll.close()

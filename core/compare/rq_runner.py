@@ -36,7 +36,7 @@ from rq.serializers import JSONSerializer
 from pcq.core.compare.metrics import RssSampler, RunMetrics
 from pcq.core.compare.workload import Workload, make_body, make_work
 from pcq.core.errors import PcqError
-from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.connection import connect, text
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.payload import decode, encode, run_of
 from pcq.core.redis_common.settings import RedisSettings
@@ -77,7 +77,7 @@ class CompareJob(Job):
         return None
 
 
-def ledger_keys(queue: str, run: str) -> tuple[str, str]:
+def stamp_keys(queue: str, run: str) -> tuple[str, str]:
     """The comparison's per-run hashes: ``(handled, by worker)``."""
     base = f"{Keys(queue).prefix}:compare:{run}"
     return f"{base}:handled", f"{base}:by"
@@ -91,7 +91,7 @@ def rq_handle(payload: str, work: str) -> None:
     item = decode(payload.encode("utf-8"), 64 * 1024)
     make_work(work)(item)
     handled_at = time.time()
-    handled, by = ledger_keys(job.origin, run_of(item.id))
+    handled, by = stamp_keys(job.origin, run_of(item.id))
     with job.connection.pipeline(transaction=False) as pipe:
         pipe.hsetnx(handled, item.id, f"{item.produced_at!r} {handled_at!r}")
         pipe.hincrby(by, job.worker_name or "?", 1)
@@ -174,10 +174,6 @@ def _enqueue(queue: Queue, workload: Workload, run: str, job_timeout: int) -> No
             datas = []
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 def delete_tagged(client: redis.Redis, tag: str, queue: str) -> None:
     """Delete every key whose name carries ``tag`` (queue, registries, jobs, hashes)."""
     keys = list(client.scan_iter(match=f"*{tag}*", count=1000))
@@ -195,7 +191,7 @@ def run_rq_compare(
     qname = f"pcq-cmp-{tag}"
     client = connect(base)
     queue = Queue(qname, connection=client, serializer=JSONSerializer, job_class=CompareJob)
-    handled_key, by_key = ledger_keys(qname, tag)
+    handled_key, by_key = stamp_keys(qname, tag)
     workers: _Workers | None = None
     try:
         workers = _Workers(base.url, qname, consumers, worker, tag)
@@ -209,14 +205,14 @@ def run_rq_compare(
             wall = time.perf_counter() - t0
         workers.stop()
         raw = client.hgetall(handled_key)
-        by = {_text(k): int(v) for k, v in client.hgetall(by_key).items()}
+        by = {text(k): int(v) for k, v in client.hgetall(by_key).items()}
         dead = int(client.zcard(failed))
     finally:
         if workers is not None and any(p.poll() is None for p in workers.procs):
             workers.stop()
         delete_tagged(client, tag, qname)
         client.close()
-    stamps = [_pair(_text(v)) for v in raw.values()]
+    stamps = [_pair(text(v)) for v in raw.values()]
     notes = [] if complete else ["timed out before every job was handled"]
     return RunMetrics.build(
         transport="rq", consumers=consumers, repeat=repeat, items=workload.items,

@@ -6,7 +6,7 @@ restart):
 
 * inside redis-py, a short :class:`~redis.retry.Retry` with exponential
   backoff absorbs blips (a dropped connection is re-opened at once);
-* around every operation of :class:`pcq.core.redis_list.consumer.RedisQueue`, :class:`Retrier`
+* around every operation of the Redis list's role objects (:mod:`pcq.core.redis_list`), :class:`Retrier`
   waits out longer outages with a capped exponential backoff, printing one line
   per attempt (``pcq: redis at host:port unreachable (ConnectionError), retry
   3/10 in 1.6s``) and finally raising :class:`~pcq.core.errors.ConnectionFailed`.
@@ -39,7 +39,7 @@ from redis.retry import Retry
 from pcq.core.errors import ConnectionFailed, PcqError
 from pcq.core.redis_common.settings import RedisSettings
 
-__all__ = ["RETRYABLE", "Retrier", "connect", "explain", "stderr_log"]
+__all__ = ["RETRYABLE", "Retrier", "connect", "explain", "stderr_log", "text"]
 
 T = TypeVar("T")
 Log = Callable[[str], None]
@@ -52,6 +52,15 @@ SOCKET_TIMEOUT = 10.0  # above any BLMOVE timeout we use (<= 1 s); catches a pau
 def stderr_log(line: str) -> None:
     """Default log sink: one line on stderr."""
     print(line, file=sys.stderr, flush=True)
+
+
+def text(value: object) -> str:
+    """A reply of our byte-keeping clients (member, field, value) as text.
+
+    Invalid UTF-8 is replaced, not raised: these are names and counts to show,
+    never payloads (those are checked by :func:`pcq.core.redis_common.payload.decode`).
+    """
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class _NoAuthRetry(Retry):

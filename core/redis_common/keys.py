@@ -28,7 +28,7 @@ Key layout (``P`` = ``pcq:{Q}``)::
     P:open                SET    runs whose producer has not closed its stream
     P:run:<run>           HASH   produced, seq (last batch pushed), started_at,
                                  closed_at, redelivered, duplicates, host, pid
-    P:run:<run>:acked     SET    the run's ledger: ids acknowledged at least once
+    P:run:<run>:acked     SET    the run's acked set: ids acknowledged at least once
     P:run:<run>:dead      SET    the run's ids that were dead-lettered
     P:run:<run>:by        HASH   consumer id -> acknowledgements (duplicates
                                  included)
@@ -45,7 +45,7 @@ RQ mode (``pcq produce --via rq``; ``Q`` is the RQ queue name, and RQ's own
 keys ``rq:queue:Q``, ``rq:job:<id>``, ``rq:finished:Q``, ``rq:failed:Q``... sit
 beside these; see :mod:`pcq.core.rq_jobs.jobs`)::
 
-    P:rq:<run>:handled    SET    the run's ledger: ids handled at least once
+    P:rq:<run>:handled    SET    the run's handled set: ids handled at least once
     P:rq:<run>:done       STRING handler completions (duplicates included)
     P:rq:<run>:by         HASH   RQ worker name -> completions
 

@@ -5,7 +5,7 @@ Never pickle: a payload comes from the network, and unpickling runs code.
 Schema v1 (one JSON object, exactly these keys)::
 
     {"v": 1,                      # schema version (int)
-     "id": "<run>:<n>",           # unique item id; the ledger key
+     "id": "<run>:<n>",           # unique item id; what the acked set holds
      "run": "<run>",              # the producer run it belongs to
      "body": "Meatwad",           # the work (the seed's "name")
      "produced_at": 1732540000.5, # producer's time.time() (number)
@@ -18,7 +18,9 @@ here stays what the producer wrote (0).
 
 :func:`decode` turns anything else -- too large, invalid UTF-8, not JSON, wrong
 schema -- into :class:`BadPayload` with a one-line reason; the consumer
-dead-letters such a payload at once and keeps going.
+dead-letters such a payload at once and keeps going. A producer that cannot
+encode an item (:func:`encode`, :func:`encode_many`) was given bad input: under
+:func:`refused_as_usage` that is the user's :class:`~pcq.core.errors.UsageProblem` (exit 2).
 
 Speed: :func:`decode` parses with orjson (a third of the cost of :mod:`json`)
 and takes the result only when it is a plain, valid item by the cheapest tests;
@@ -37,16 +39,18 @@ import json.scanner
 import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 
+from pcq.core.errors import UsageProblem
 from pcq.core.transport import Item
 
 __all__ = [
     "SCHEMA_VERSION", "BadPayload", "dead_record", "decode", "encode", "encode_many", "new_run_id",
-    "run_of",
+    "refused_as_usage", "run_of",
 ]  # fmt: skip
 
 SCHEMA_VERSION = 1
@@ -63,6 +67,22 @@ _orjson_loads = orjson.loads
 
 class BadPayload(ValueError):
     """A payload that cannot be an item; ``str(exc)`` is the dead-letter reason."""
+
+
+@contextmanager
+def refused_as_usage(before: Callable[[], object] | None = None) -> Iterator[None]:
+    """Producers: an item refused while encoding is the user's input, one line, exit 2.
+
+    Both producers (the list's and RQ's) run their pushes under this, so a
+    ``BadPayload`` raised there becomes a :class:`~pcq.core.errors.UsageProblem`
+    with the same reason; ``before`` (e.g. ending the stream) runs first.
+    """
+    try:
+        yield
+    except BadPayload as exc:
+        if before is not None:
+            before()
+        raise UsageProblem(str(exc)) from None
 
 
 def new_run_id() -> str:

@@ -86,7 +86,7 @@ class RedisSettings:
         max_delay: Upper bound of the demo handler's random sleep (seconds).
         items: Producer: how many items to generate (None: the seed's names).
         retries: Reconnection attempts before a command gives up.
-        run_ttl: Seconds a finished run's ledger and tally stay in Redis
+        run_ttl: Seconds a finished run's acked set and tally stay in Redis
             (0: for ever); see :func:`pcq.core.redis_list.tally.retire_run`.
     """
 
@@ -161,11 +161,6 @@ class RedisSettings:
             except ValueError:
                 raise UsageProblem(f"{var}={raw!r} is not a valid {kind.__name__}") from None
         return cls(**values)
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisSettings:
-        """Build settings for ``url`` (other fields from ``kwargs`` or defaults)."""
-        return cls(url=url, **kwargs)
 
     def with_overrides(self, **overrides: Any) -> RedisSettings:
         """Return a copy with every override that is not ``None`` applied."""

@@ -1,0 +1,55 @@
+r"""The Redis list transport: a reliable list, one object per role.
+
+One item's way through the queue (keys ``pcq:{Q}:...``, all listed in
+:mod:`pcq.core.redis_common.keys`; Lua scripts in ``lua/``)::
+
+    ListProducer.open_run     run:<run> hash, open + runs sets, run:<run>:alive  (producer.py)
+         |  put: push.lua -- the batch, the run's `produced` and batch number
+         v       together; nothing pushed above the high-water mark (backpressure)
+       queue  LIST  ------------------------------------------------ (producer.py)
+         |  get: claim.lua (or BLMOVE when the queue ran dry) -- up to `batch`
+         v       payloads, one round trip on the role's Wire
+       proc:<consumer>  LIST  (in flight) ------------------------- (consumer.py)
+         |-- handled: ack is buffered, sent with the next claim:     (acks.py)
+         |     off the processing list, id into the run's acked set
+         |     run:<run>:acked (a duplicate is counted), per-consumer count
+         |-- handler failed: nack -> retry.lua (back to the tail, failure
+         |     counted) or, at max_deliveries, dead.lua -> dead LIST   (consumer.py)
+         |-- not handled (shutdown): release.lua -> head of the queue  (consumer.py)
+         '-- consumer died: its hb:<consumer> key expires; reap.lua, run
+               by every consumer's heartbeat thread, puts its processing
+               list back at the head, failures counted                 (heartbeat.py)
+    ListProducer.end_stream   run leaves the open set; drained.lua then tells a
+                              `consume --drain` consumer that nothing is left   (consumer.py)
+
+A payload that cannot be an item (not JSON, wrong schema, too big, invalid
+UTF-8) is dead-lettered at once with the reason; the consumer keeps going.
+The heartbeat thread refreshes ``hb:<consumer>`` (TTL ``heartbeat_ttl``) five
+times per TTL and runs ``reap.lua`` every ``0.4 x TTL``: with the default 5 s
+TTL a SIGKILLed consumer's items are back in play within ~7 s, and an item
+that keeps killing its consumer is dead-lettered too.
+
+Modules, one thing each:
+
+* ``producer`` -- :class:`~pcq.core.redis_list.producer.ListProducer`, the
+  producer role: open a run, push, end the stream, keep the run alive;
+* ``consumer`` -- :class:`~pcq.core.redis_list.consumer.ListConsumer`, the
+  consumer role: claim, ack, nack, release, beat, reap, drained;
+* ``serve`` -- one consumer's life: connect, consume, close (what
+  ``pcq consume`` and the comparisons run);
+* ``link`` -- :class:`~pcq.core.redis_list.link.ListLink`, what both roles
+  hold: client, settings, keys, retrier, scripts, and the Wire;
+* ``wire`` -- the hot path's own connection, and the figures that justify it;
+* ``scripts`` -- the Lua scripts, loaded and reloaded;
+* ``acks`` -- acknowledgements waiting for the next claim;
+* ``heartbeat`` -- the beating (and reaping) thread;
+* ``rates`` -- items/s over the last 10 s, for heartbeats and ``pcq watch``;
+* ``tally`` -- a run's counts, read back (what ``pcq produce`` prints);
+* ``status`` -- a queue's state right now (``pcq status``/``watch``).
+
+Claims with their acknowledgements and pushes -- the per-item hot path -- go
+over the Wire, without redis-py's per-command machinery; the rest (heartbeat
+thread, nack, release, status) goes through redis-py as usual. Every step is
+retried through Redis outages (:class:`pcq.core.redis_common.connection.Retrier`)
+and safe to repeat: pushes carry a batch number, claims a call number.
+"""

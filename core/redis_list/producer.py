@@ -1,4 +1,15 @@
-"""The producer half of :class:`pcq.core.redis_list.consumer.RedisQueue` (open a run, push, close)."""
+"""The producer role of the Redis list: :class:`ListProducer` (open a run, push batches, close it).
+
+A producer *run* (id ``<run>``, items ``<run>:<n>``) is registered (``run:<run>``
+hash, the ``open`` and ``runs`` sets), then pushed in batches by one Lua call
+each (``push.lua``) on the link's Wire: the push, the run's ``produced`` count
+and a batch sequence number change together, so a push retried after a lost
+reply is not applied twice. The call pushes nothing while the queue is above
+the high-water mark: backpressure, :meth:`ListProducer.put` waits.
+:meth:`ListProducer.end_stream` closes the run. While the producer lives, a
+heartbeat thread keeps the run's liveness key fresh, so ``consume --drain``
+stops waiting for a run whose producer was killed before closing it.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +17,67 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import redis
 
 from pcq.core.errors import PcqError
-from pcq.core.redis_common.connection import Retrier
-from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import encode_many, new_run_id
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.scripts import Heartbeat, Scripts, Wire
+from pcq.core.redis_list.heartbeat import Heartbeat
+from pcq.core.redis_list.link import ListLink, Notify
 from pcq.core.transport import Item
 
-__all__ = ["PRODUCER_TTL_FACTOR", "ProducerSide"]
+__all__ = ["PRODUCER_TTL_FACTOR", "ListProducer"]
 
 # A producer's run stays open for `consume --drain` while its liveness key lives:
 # this many heartbeat TTLs (30 s by default), longer than a Redis restart takes.
 PRODUCER_TTL_FACTOR = 6
 
 
-class ProducerSide:
-    """Producer methods; :class:`pcq.core.redis_list.consumer.RedisQueue` sets the attributes."""
+class ListProducer:
+    """The producer role (a :class:`pcq.core.transport.Producer` of ``Sequence[Item]``).
 
-    client: redis.Redis
-    settings: RedisSettings
-    keys: Keys
-    run: str | None
-    notify: Callable[[str], None]
-    put_timeout: float | None
-    _wait: Callable[[float], object]
-    _retry: Retrier
-    _scripts: Scripts
-    _wire: Wire
-    _seq: int
-    _quiet_until: float
-    _pheart: Heartbeat | None
+    Args:
+        client: From :func:`pcq.core.redis_common.connection.connect`; the caller closes it.
+        settings: Queue name, batch, high-water mark, heartbeat TTL, retries.
+        run: This producer's run id (default: a fresh one); registered by
+            :meth:`open_run` or the first :meth:`put`.
+        log: Sink for retry lines (stderr).
+        notify: Sink for events worth a console line (backpressure waits).
+        wait: Sleep used between retries and backpressure polls.
+        put_timeout: Longest a ``put`` waits for room below the high-water mark.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: RedisSettings,
+        *,
+        run: str | None = None,
+        log: Notify = stderr_log,
+        notify: Notify | None = None,
+        wait: Callable[[float], object] = time.sleep,
+        put_timeout: float | None = 300.0,
+    ) -> None:
+        self.link = ListLink(client, settings, log=log, wait=wait)
+        self.settings = settings
+        self.keys = self.link.keys
+        self.run = run or new_run_id()
+        self.notify = notify or log
+        self.put_timeout = put_timeout
+        self._wait = wait
+        self._opened = False
+        self._seq = 0  # batch number: push.lua skips one it has applied
+        self._quiet_until = 0.0  # backpressure: no "waiting" line before this time
+        self._alive: Heartbeat | None = None  # the run's liveness, from open_run to end_stream
 
     def open_run(self) -> str:
-        """Register this producer's run (stream open); return the run id."""
-        if self.run is None:
-            self.run = new_run_id()
-        run, k = self.run, self.keys
+        """Register this producer's run (stream open) and keep it alive; return the run id."""
+        run, k, client = self.run, self.keys, self.link.client
 
         def register() -> None:
-            with self.client.pipeline(transaction=True) as pipe:
+            with client.pipeline(transaction=True) as pipe:
                 pipe.hsetnx(k.run(run), "started_at", repr(time.time()))
                 pipe.hset(k.run(run), mapping={"host": socket.gethostname(), "pid": os.getpid()})
                 pipe.hsetnx(k.run(run), "produced", 0)
@@ -57,45 +85,46 @@ class ProducerSide:
                 pipe.zadd(k.runs, {run: time.time()}, nx=True)
                 pipe.execute()
 
-        self._retry.call(register)
-        self._retry.call(self._producer_beat)
-        if self._pheart is None:
-            self._pheart = Heartbeat(self.settings.heartbeat_every, self._producer_beat)
-            self._pheart.start()
+        self.link.retry.call(register)
+        self.link.retry.call(self._beat)
+        self._opened = True
+        if self._alive is None:
+            self._alive = Heartbeat(self.settings.heartbeat_every, self._beat)
+            self._alive.start()
         return run
 
-    def _producer_beat(self) -> None:
+    def _beat(self) -> None:
         # While this key lives the run counts as open for `consume --drain`; a
         # producer killed without closing its stream lets it expire.
-        assert self.run is not None
         ttl = int(self.settings.heartbeat_ttl * 1000) * PRODUCER_TTL_FACTOR
-        self.client.set(self.keys.run_alive(self.run), os.getpid(), px=ttl)
+        self.link.client.set(self.keys.run_alive(self.run), os.getpid(), px=ttl)
 
     def put(self, items: Sequence[Item]) -> None:
         """Push ``items`` as one batch; wait while the queue is at its high-water mark."""
         if not items:
             return
-        run = self.run if self.run is not None else self.open_run()
-        raws = encode_many(items, run, self.settings.max_payload_bytes)
+        if not self._opened:
+            self.open_run()
+        s, run = self.settings, self.run
+        raws = encode_many(items, run, s.max_payload_bytes)
         self._seq += 1
         keys = [self.keys.queue, self.keys.run(run)]
-        args: list[bytes | str | int] = [self.settings.high_water, self._seq, *raws]
+        args: list[bytes | str | int] = [s.high_water, self._seq, *raws]
         deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
         pause = 0.005
         while True:
-            status, length = self._eval("push", keys, args)
+            status, length = self.link.eval("push", keys, args)
             if status != 0:
                 return
             now = time.monotonic()
             if now >= self._quiet_until:  # one line per 10 s of waiting, not per batch
                 self._quiet_until = now + 10.0
                 self.notify(
-                    f"queue {self.settings.queue} holds {length} items "
-                    f"(high-water {self.settings.high_water}): producer waiting"
+                    f"queue {s.queue} holds {length} items (high-water {s.high_water}): producer waiting"
                 )
             if deadline is not None and now > deadline:
                 raise PcqError(
-                    f"queue {self.settings.queue} stayed above its high-water mark for "
+                    f"queue {s.queue} stayed above its high-water mark for "
                     f"{self.put_timeout:g}s: are any consumers running?"
                 )
             self._wait(pause)
@@ -103,29 +132,32 @@ class ProducerSide:
             # run dry while we wait, and room is used as soon as it appears.
             pause = min(0.05, pause * 2)
 
-    def _eval(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run script ``name`` on this object's own connection, retried through outages."""
-        command = self._scripts.command(name, keys, args)
-        return self._retry.call(self._scripts.reloading, lambda: self._wire.execute([command])[0])
-
     def end_stream(self) -> None:
         """Close this producer's stream (``consume --drain`` waits for that)."""
-        if self.run is None:
+        if not self._opened:
             return
-        run, k = self.run, self.keys
+        run, k, client = self.run, self.keys, self.link.client
 
         def close() -> None:
-            with self.client.pipeline(transaction=True) as pipe:
+            with client.pipeline(transaction=True) as pipe:
                 pipe.hset(k.run(run), "closed_at", repr(time.time()))
                 pipe.srem(k.open, run)
                 pipe.delete(k.run_alive(run))
                 pipe.execute()
 
-        self._stop_producer_beat()
-        self._retry.call(close)
+        self._stop_beat()
+        self.link.retry.call(close)
 
-    def _stop_producer_beat(self) -> None:
-        if self._pheart is not None:
-            self._pheart.stop()
-            self._pheart = None
+    def close(self) -> None:
+        """Stop the run's liveness thread (if still going) and give the Wire's connection back.
 
+        Does not end the stream: a producer that stops without :meth:`end_stream`
+        leaves its run open until the liveness key expires.
+        """
+        self._stop_beat()
+        self.link.close()
+
+    def _stop_beat(self) -> None:
+        if self._alive is not None:
+            self._alive.stop()
+            self._alive = None

@@ -61,8 +61,8 @@ _RUNNABLE = frozenset({HANDLER}) | LEGACY_HANDLERS
 #: Outer cap on a job's serialized data, checked before parsing it (the item itself
 #: is held to PCQ_MAX_PAYLOAD_BYTES by the handler).
 MAX_JOB_BYTES = 256 * 1024
-#: Ledger keys live this long (seconds) after the last item of a run.
-LEDGER_TTL = 7 * 24 * 3600
+#: A run's handled-set keys (``P:rq:<run>:*``) live this long (seconds) after its last item.
+HANDLED_TTL = 7 * 24 * 3600
 
 
 class RefusedJob(Exception):
@@ -141,7 +141,7 @@ def _min_delay() -> float:
 
 
 def handle(payload: str) -> None:
-    """Handle one item: print ``[host] PID got NAME`` and record it in the run's ledger.
+    """Handle one item: print ``[host] PID got NAME`` and record it in the run's handled set.
 
     Args:
         payload: The item as the list mode puts it on the wire: one schema-v1
@@ -182,11 +182,11 @@ def _quiet() -> bool:
 
 
 def _record(conn: Redis, keys: Keys, run: str, item_id: str, worker: str) -> None:
-    # One MULTI: the item is either fully in the ledger or not at all.
+    # One MULTI: the item is either fully recorded (handled set, counts) or not at all.
     with conn.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.rq_handled(run), item_id)
         pipe.incr(keys.rq_done(run))
         pipe.hincrby(keys.rq_by(run), worker, 1)
         for key in (keys.rq_handled(run), keys.rq_done(run), keys.rq_by(run)):
-            pipe.expire(key, LEDGER_TTL)
+            pipe.expire(key, HANDLED_TTL)
         pipe.execute()

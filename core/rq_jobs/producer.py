@@ -16,10 +16,10 @@ wait times out):
 * RQ's registries (``rq:finished:<queue>``, ``rq:failed:<queue>``) and job
   hashes (``retries_left``): finished; failed for good = dead letters, with the
   last line of the job's traceback as the reason; retries used = redelivered;
-* the handler's ledger (``P:rq:<run>:*`` in :mod:`pcq.core.redis_common.keys`): consumed = item
+* the handler's records (``P:rq:<run>:*`` in :mod:`pcq.core.redis_common.keys`): consumed = item
   ids handled at least once, duplicates, per consumer (RQ worker name).
 
-An item is *lost* if it is neither in the ledger nor in the failed registry
+An item is *lost* if it is neither in the run's handled set nor in the failed registry
 (while the producer waits, items still queued or running count there too).
 """
 
@@ -38,10 +38,9 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
 from pcq.core.console import Console
-from pcq.core.errors import UsageProblem
-from pcq.core.redis_common.connection import Retrier, connect, stderr_log
+from pcq.core.redis_common.connection import Retrier, connect, stderr_log, text
 from pcq.core.redis_common.keys import Keys
-from pcq.core.redis_common.payload import BadPayload, encode, new_run_id
+from pcq.core.redis_common.payload import encode, new_run_id, refused_as_usage
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.rq_jobs.jobs import HANDLER, AllowlistJob
 from pcq.core.transport import Item
@@ -176,7 +175,7 @@ def _wait_below(
 def _unsettled(
     conn: Redis, queue: Queue, run: str, items: Sequence[Item], pending: Sequence[int]
 ) -> list[int]:
-    """Return the indices in ``pending`` of items neither handled (ledger) nor failed for good."""
+    """Return the indices in ``pending`` of items neither handled (handled set) nor failed for good."""
     handled_key = Keys(queue.name).rq_handled(run)
     failed_key = FailedJobRegistry(queue.name, connection=conn).key
     left: list[int] = []
@@ -225,14 +224,10 @@ def _failure_reason(job: Job | None) -> str:
     return lines[-1][:200] if lines else "failed (no exception recorded)"
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def read_tally(
     conn: Redis, queue: Queue, run: str, items: Sequence[Item], retries: int
 ) -> dict[str, Any]:
-    """Read a run's tally from RQ's registries and job hashes plus the handler's ledger.
+    """Read a run's tally from RQ's registries and job hashes plus the handler's records.
 
     ``retries`` is the ``Retry(max=...)`` the jobs were enqueued with.
     ``seconds``/``items_per_second`` are left to the caller.
@@ -259,7 +254,7 @@ def read_tally(
             if job is not None and job.retries_left is not None:
                 redelivered += max(0, retries - job.retries_left)
     completions = int(conn.get(keys.rq_done(run)) or 0)
-    by = {_text(k): int(v) for k, v in conn.hgetall(keys.rq_by(run)).items()}
+    by = {text(k): int(v) for k, v in conn.hgetall(keys.rq_by(run)).items()}
     return {
         "run": run,
         "queue": queue.name,
@@ -327,7 +322,7 @@ def run_rq_producer(
     try:
         run = new_run_id()
         items = (Item(f"{run}:{n}", body, time.time()) for n, body in enumerate(texts))
-        try:
+        with refused_as_usage():
             return produce_rq(
                 client,
                 settings,
@@ -338,7 +333,5 @@ def run_rq_producer(
                 retrier=Retrier(settings, log),
                 stop=halt.is_set,
             )
-        except BadPayload as exc:
-            raise UsageProblem(str(exc)) from None
     finally:
         client.close()

@@ -24,7 +24,7 @@ pcq's compose file runs ``--job-monitoring-interval 5 --maintenance-interval 10
 --worker-ttl 30`` with ``PCQ_RQ_HEARTBEAT_GRACE=10``: about 15 to 30 s. The price
 of a short grace: a live worker whose heartbeats are late by more than the
 grace (Redis stalled, host frozen) has its job started again elsewhere -- a
-duplicate, which the ledger counts.
+duplicate, which the run's handled set counts.
 
 """
 

@@ -46,7 +46,7 @@ for _ = 1, tonumber(ARGV[7]) do
       ids[k] = id
     end
   end
-  -- The ledger: SADD returns how many ids were new; the rest were duplicates.
+  -- The run's acked set: SADD returns how many ids were new; the rest were duplicates.
   local added = redis.call('SADD', prefix .. ':run:' .. run .. ':acked', unpack(ids))
   redis.call('HINCRBY', prefix .. ':run:' .. run .. ':by', consumer, k)
   if added < k then

@@ -1,0 +1,65 @@
+"""One consumer's life on the Redis list: connect, consume until told to stop, close.
+
+:func:`serve` is the transport-level lifecycle shared by ``pcq consume``
+(:mod:`pcq.consumer.run`, which adds the demo's handler and the ``--ledger``
+files) and the comparisons (:mod:`pcq.core.compare`): a client, one
+:class:`~pcq.core.redis_list.consumer.ListConsumer`,
+:func:`pcq.core.pattern.consume`, then a close that says whether Redis is
+still reachable.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from pcq.core.console import Console
+from pcq.core.errors import ConnectionFailed
+from pcq.core.pattern import ConsumeStats, Handler, consume
+from pcq.core.redis_common.connection import connect, stderr_log
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import ListConsumer
+
+__all__ = ["POLL_SECONDS", "serve"]
+
+POLL_SECONDS = 0.5  # BLMOVE timeout: how often an idle consumer looks at its stop flag
+
+
+def serve(
+    settings: RedisSettings,
+    handle: Handler,
+    console: Console,
+    *,
+    consumer: str | None = None,
+    drain: bool = False,
+    stop: threading.Event | None = None,
+    log: Callable[[str], None] = stderr_log,
+    poll: float = POLL_SECONDS,
+) -> ConsumeStats:
+    """Consume with ``handle`` until the queue is drained (``drain``) or ``stop`` is set.
+
+    On stop the consumer finishes the item in hand, hands back the rest of its
+    batch, flushes its acknowledgements and deregisters.
+
+    Args:
+        consumer: Consumer id (default :func:`pcq.core.redis_list.consumer.consumer_id`).
+    """
+    halt = stop or threading.Event()
+    client = connect(settings)
+    try:
+        queue = ListConsumer(client, settings, consumer=consumer, drain=drain, log=log,
+                             notify=console.line)  # fmt: skip
+        try:
+            stats = consume(queue, handle, console, stop=halt.is_set, poll=poll)
+        except ConnectionFailed:
+            # Redis is gone: do not retry all over again to hand items back; our
+            # heartbeat stops, and a reaper requeues what we held.
+            queue.close(reachable=False)
+            raise
+        except BaseException:
+            queue.close()
+            raise
+        queue.close()
+        return stats
+    finally:
+        client.close()

@@ -1,0 +1,97 @@
+"""The hot path's connection: :class:`Wire` sends commands without redis-py's per-command machinery.
+
+Claims, acknowledgements (sent with the next claim) and pushes -- one call per
+batch, so one per item when items go one by one -- go over one connection of
+the client's pool that a role object keeps for its thread. Everything else
+(heartbeat thread, nack, release, status) goes through redis-py as usual.
+
+Why hand-written (commit b5bd446, figures in ``docs/benchmarks.md``, "Redis
+list"): redis-py's pool checkout, retry wrapper and metrics hooks cost more
+client CPU per call than the round trip itself when items go one by one, and
+its packer walks every argument in Python (100 payloads per push, 100 ids per
+ack). Measured with ``benchmarks/bench_redis.py`` on the project's 2-core
+machine, interleaved with the previous code: unbatched went from 0.39x-0.54x
+of a raw redis-py ``RPUSH``/``BLPOP`` loop to 0.74x-0.87x, and batched from
+12-14 us to about 9 us of CPU per item (producer + consumer + redis-server),
+with the payload speed-ups of the same branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+import redis
+from redis.connection import Connection
+from redis.exceptions import ResponseError
+
+from pcq.core.redis_common.connection import RETRYABLE
+
+__all__ = ["Wire"]
+
+_pack = hiredis.pack_command
+
+
+class Wire:
+    """One connection of the client's pool, kept for the hot path of one thread.
+
+    ``execute`` sends commands in one write and reads their replies. Connection
+    trouble is retried by the client's own ``Retry`` (as redis-py would), then
+    raised for :class:`pcq.core.redis_common.connection.Retrier`. Only ever used
+    by one thread (the consumer's or the producer's main thread).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._retry = client.get_retry()
+        self._conn: Connection | None = None
+
+    def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` pipelined; return their replies.
+
+        Raises:
+            ResponseError: the first error reply (after all replies were read).
+        """
+        try:
+            return self._once(commands)
+        except RETRYABLE:
+            if self._retry is None:
+                raise
+            # The same commands again: every script we send is safe to repeat.
+            return self._retry.call_with_retry(lambda: self._once(commands), lambda _: None)
+
+    def _once(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self._checkout()
+        replies: list[Any] = []
+        error: ResponseError | None = None
+        try:
+            # hiredis packs directly: redis-py's packer first walks every
+            # argument in Python (100 payloads per push, 100 ids per ack).
+            conn.send_packed_command([b"".join([_pack(tuple(c)) for c in commands])])
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except ResponseError as exc:  # NOSCRIPT, WRONGTYPE...: the reply is read
+                    replies.append(exc)
+                    error = error or exc
+        except BaseException:
+            conn.disconnect()  # half a conversation: start the next one afresh
+            raise
+        if error is not None:
+            raise error
+        return replies
+
+    def _checkout(self) -> Connection:
+        try:
+            return self._pool.get_connection()
+        except TypeError:  # an older redis-py wants a command name (newer ones warn if given)
+            return self._pool.get_connection("EVALSHA")  # type: ignore[call-arg,unused-ignore]
+
+    def close(self) -> None:
+        """Hand the connection back to the pool."""
+        if self._conn is not None:
+            self._pool.release(self._conn)
+            self._conn = None
