@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pcq.core.console import Console
 from pcq.core.ledger import PRODUCED, LedgerFile, LedgerProducer
-from pcq.core.names import generated_name, seed_bodies
 from pcq.core.pattern import produce
 from pcq.core.redis_common.connection import Retrier, connect, stderr_log
 from pcq.core.redis_common.keys import Keys
@@ -20,19 +19,9 @@ from pcq.core.redis_list.producer import ListProducer
 from pcq.core.redis_list.tally import read_tally, retire_run, wait_for_tally
 from pcq.core.transport import Item
 
-__all__ = ["bodies", "run_producer"]
+__all__ = ["run_producer"]
 
 Log = Callable[[str], None]
-
-
-def bodies(items: int | None, names: Sequence[str] | None) -> list[str]:
-    """What to produce: ``names`` (e.g. a names file), ``items`` generated names,
-    or by default the seed article's three lists (14 names)."""
-    if names is not None:
-        return list(names)
-    if items is not None:
-        return [generated_name(i) for i in range(items)]
-    return list(seed_bodies())
 
 
 def _items(run: str, texts: Iterable[str]) -> Iterator[Item]:
