@@ -30,7 +30,7 @@ class LocalRoles:
 
     channel: Channel
     producer: LocalProducer
-    runs: LocalRunProducer
+    run_producer: LocalRunProducer
     consumer: LocalConsumer
     port: SupervisorPort
 

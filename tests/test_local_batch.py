@@ -42,7 +42,7 @@ def test_item_ids_equal_str(first: int, count: int) -> None:
 
 
 def test_item_run_round_trip_with_one_stamp(roles: LocalRoles) -> None:
-    roles.runs.put(ItemRun(3, bodies(3, 4), 1000.0))
+    roles.run_producer.put(ItemRun(3, bodies(3, 4), 1000.0))
     got = roles.consumer.get(1.0)
     assert got == [Item(str(n), f"name-{n}", 1000.0, 1) for n in range(3, 7)]
     assert roles.state.put[0] == 4
@@ -51,7 +51,7 @@ def test_item_run_round_trip_with_one_stamp(roles: LocalRoles) -> None:
 
 def test_item_run_over_the_message_cap_is_split_and_counted(roles: LocalRoles) -> None:
     big = bodies(0, 100, pad="z" * 1000)  # ~100 KB: over the 64 KiB cap
-    roles.runs.put(ItemRun(0, big, 1.0))
+    roles.run_producer.put(ItemRun(0, big, 1.0))
     assert roles.state.put[0] == 100
     got: list[Item] = []
     while len(got) < 100:
@@ -65,8 +65,8 @@ def test_item_run_under_queue_size_takes_a_slot_per_message() -> None:
     q = make_roles(queue_size=2)
     sem = q.channel.sem
     try:
-        q.runs.put(ItemRun(0, bodies(0, 5), 1.0))
-        q.runs.put(ItemRun(5, bodies(5, 5), 1.0))
+        q.run_producer.put(ItemRun(0, bodies(0, 5), 1.0))
+        q.run_producer.put(ItemRun(5, bodies(5, 5), 1.0))
         assert sem is not None and not sem.acquire(False)  # both slots taken
         assert [i.id for i in q.consumer.get(1.0) or []] == [str(n) for n in range(5)]
         assert sem.acquire(False)  # the consumer gave one back
@@ -75,7 +75,7 @@ def test_item_run_under_queue_size_takes_a_slot_per_message() -> None:
 
 
 def test_ack_many_records_a_run_in_one_go_and_clears_the_claim(roles: LocalRoles) -> None:
-    roles.runs.put(ItemRun(10, bodies(10, 6), 1.0))
+    roles.run_producer.put(ItemRun(10, bodies(10, 6), 1.0))
     got = roles.consumer.get(1.0) or []
     roles.consumer.ack_many(got[:4])
     assert roles.state.held_by(0)[:2] == (10, 6)  # two items still in hand
@@ -87,7 +87,7 @@ def test_ack_many_records_a_run_in_one_go_and_clears_the_claim(roles: LocalRoles
 
 
 def test_ack_many_counts_an_item_done_elsewhere_as_a_duplicate(roles: LocalRoles) -> None:
-    roles.runs.put(ItemRun(0, bodies(0, 4), 1.0))
+    roles.run_producer.put(ItemRun(0, bodies(0, 4), 1.0))
     got = roles.consumer.get(1.0) or []
     roles.state.done[2] = 3  # another consumer (serial 2) handled item 2 first
     roles.consumer.ack_many(got)
@@ -97,7 +97,7 @@ def test_ack_many_counts_an_item_done_elsewhere_as_a_duplicate(roles: LocalRoles
 
 
 def test_ack_many_of_non_consecutive_items_goes_item_by_item(roles: LocalRoles) -> None:
-    roles.runs.put(ItemRun(0, bodies(0, 5), 1.0))
+    roles.run_producer.put(ItemRun(0, bodies(0, 5), 1.0))
     got = roles.consumer.get(1.0) or []
     roles.consumer.ack_many([got[0], got[2], got[4]])
     assert list(roles.state.done[0:5]) == [1, 0, 1, 0, 1]
@@ -112,7 +112,7 @@ def _fail_on_3(item: Item) -> None:
 
 
 def test_fast_path_nacks_a_failure_and_acks_the_rest(roles: LocalRoles) -> None:
-    roles.runs.put(ItemRun(0, bodies(0, 6), 1.0))
+    roles.run_producer.put(ItemRun(0, bodies(0, 6), 1.0))
     assert roles.port.send_nowait(SENTINEL)
     stats = consume_batches(roles.consumer, _fail_on_3, Console(quiet=True), poll=0.1)
     assert (stats.handled, stats.failed, stats.released) == (5, 1, 0)
@@ -123,7 +123,7 @@ def test_fast_path_nacks_a_failure_and_acks_the_rest(roles: LocalRoles) -> None:
 
 
 def test_fast_path_stop_acks_what_was_handled_and_releases_the_rest(roles: LocalRoles) -> None:
-    roles.runs.put(ItemRun(0, bodies(0, 6), 1.0))
+    roles.run_producer.put(ItemRun(0, bodies(0, 6), 1.0))
     seen: list[str] = []
     stats = consume_batches(roles.consumer, lambda item: seen.append(item.id), Console(quiet=True),
                             stop=lambda: len(seen) >= 2, poll=0.1)
@@ -137,7 +137,7 @@ def test_fast_path_stop_acks_what_was_handled_and_releases_the_rest(roles: Local
 
 def test_produce_batches_puts_each_run_and_counts_items(roles: LocalRoles) -> None:
     runs = [ItemRun(0, bodies(0, 3), 1.0), ItemRun(3, [], 1.0), ItemRun(3, bodies(3, 2), 2.0)]
-    assert produce_batches(roles.runs, runs, Console(quiet=True)) == 5
+    assert produce_batches(roles.run_producer, runs, Console(quiet=True)) == 5
     assert [i.id for i in roles.consumer.get(1.0) or []] == ["0", "1", "2"]
     assert [i.id for i in roles.consumer.get(1.0) or []] == ["3", "4"]
     assert roles.consumer.get(0.05) == []
@@ -146,7 +146,8 @@ def test_produce_batches_puts_each_run_and_counts_items(roles: LocalRoles) -> No
 def test_produce_batches_stops_before_the_next_batch(roles: LocalRoles) -> None:
     runs = [ItemRun(0, bodies(0, 3), 1.0), ItemRun(3, bodies(3, 3), 1.0)]
     calls = iter([False, True])
-    assert produce_batches(roles.runs, runs, Console(quiet=True), stop=lambda: next(calls)) == 3
+    stop = lambda: next(calls)
+    assert produce_batches(roles.run_producer, runs, Console(quiet=True), stop=stop) == 3
 
 
 def test_kill_mid_batch_on_the_fast_path_redelivers_the_unacked_items() -> None:

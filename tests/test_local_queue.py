@@ -30,7 +30,7 @@ def items(first: int, count: int) -> list[Item]:
 
 def test_each_role_satisfies_its_protocol(roles: LocalRoles) -> None:
     assert isinstance(roles.producer, Producer)
-    assert isinstance(roles.runs, Producer)
+    assert isinstance(roles.run_producer, Producer)
     assert isinstance(roles.consumer, Consumer)
 
 

@@ -106,8 +106,8 @@ def producer_main(
             items = (make_item(str(i), name, now(), 0) for i, name in zip(range(start, end), names))
             produce(LocalProducer(channel, index), items, console, stop=stop)
         else:
-            runs = _runs(span, bodies, batch)
-            produce_batches(LocalRunProducer(channel, index), runs, console, stop=stop)
+            batches = _runs(span, bodies, batch)
+            produce_batches(LocalRunProducer(channel, index), batches, console, stop=stop)
     finally:
         channel.close()
 
