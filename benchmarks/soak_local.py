@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from ledger import Ledger  # the tests' ledger
+from audit import Audit  # the tests' independent checker
 from soak_common import ledger_problems, rss_problems, run_and_report
 
 DRIVER = Path(__file__).resolve().parent.parent / "tests" / "chaos_local.py"
@@ -50,7 +50,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         raise SystemExit(f"the run printed nothing (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     run = json.loads(lines[-1])
     peak = json.loads((workdir / "samples.json").read_text())
-    report = Ledger(workdir).report()
+    report = Audit(workdir).report()
     return {
         "transport": "local", "items": args.items, "producers": args.producers,
         "consumers": args.consumers, "batch": args.batch, "exit_code": proc.returncode,

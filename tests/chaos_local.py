@@ -1,8 +1,9 @@
 """Run ``pcq local``'s machinery with ledger-keeping consumers (a test driver).
 
 ``python tests/chaos_local.py LEDGER_DIR --items N [...]`` runs one local
-session exactly as ``pcq local`` does (same :class:`~pcq.core.local.channel.LocalQueue`,
-:class:`~pcq.core.local.supervisor.Supervisor`, producers and :func:`~pcq.core.pattern.consume`),
+session exactly as ``pcq local`` does (same :class:`~pcq.core.local.channel.Channel`,
+:class:`~pcq.core.local.supervisor.Supervisor`, producers, and consumers running
+:class:`~pcq.core.local.consumer.LocalConsumer` through :func:`~pcq.core.pattern.consume`),
 with one difference: each consumer's handler appends ``id, pid, delivery`` to
 the independent ledger (``tests/ledger.py``) before the transport's ack. The
 parent records every consumer and producer pid it starts in ``LEDGER_DIR/pids``
@@ -39,23 +40,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from audit import HANDLED, Audit
 
 from pcq.core.console import Console
-from pcq.core.local.channel import Audit as SharedLedger
-from pcq.core.local.channel import LocalQueue
+from pcq.core.local.channel import Channel
 from pcq.core.local.children import ignore_sigint
+from pcq.core.local.consumer import LocalConsumer
 from pcq.core.local.plan import Plan
 from pcq.core.local.run import Launcher, LocalConfig
+from pcq.core.local.shared_state import SharedState
 from pcq.core.local.supervisor import Supervisor
 from pcq.core.pattern import consume
 from pcq.core.transport import Item
 
 
 def ledger_consumer_main(
-    queue: LocalQueue, slot: int, serial: int, console: Console, cfg: LocalConfig,
+    channel: Channel, slot: int, serial: int, console: Console, cfg: LocalConfig,
     ledger_dir: str, delay: float, die_holding_lock: int,
 ) -> None:
     """A consumer process whose handler writes the independent ledger."""
     ignore_sigint()
-    queue.attach_consumer(slot, serial)
+    consumer = LocalConsumer(channel, slot, serial)
     slow = Path(ledger_dir) / "slow"
     out = Audit(Path(ledger_dir)).writer(HANDLED)
     pid = os.getpid()
@@ -73,29 +75,29 @@ def ledger_consumer_main(
         out.add(item.id, pid, item.deliveries)
 
     try:
-        consume(queue, handle, console, stop=queue.stopping, poll=cfg.poll)
+        consume(consumer, handle, console, stop=channel.state.stopping, poll=cfg.poll)
     finally:
         out.close()
-        queue.close()
+        consumer.close()
 
 
 class Sampler(threading.Thread):
     """Peak queue depth (messages) and consumer RSS, every ``period`` seconds."""
 
-    def __init__(self, queue: LocalQueue, pids: list[int], period: float, out: Path) -> None:
+    def __init__(self, channel: Channel, pids: list[int], period: float, out: Path) -> None:
         super().__init__(name="pcq-sampler", daemon=True)
-        self.queue, self.pids, self.period, self.out = queue, pids, period, out
+        self.channel, self.pids, self.period, self.out = channel, pids, period, out
         self.halt = threading.Event()
         self.peak = {"queue_messages": 0, "consumer_rss_mb": 0.0, "samples": 0}
 
     def run(self) -> None:
         import psutil
 
-        size = self.queue.queue_size or 0
+        size, sem = self.channel.queue_size or 0, self.channel.sem
         # Sample before the first wait too: a CI-size run can end within one period.
         while True:
-            if self.queue.sem is not None:
-                depth = size - self.queue.sem.get_value()  # type: ignore[attr-defined]
+            if sem is not None:
+                depth = size - sem.get_value()  # type: ignore[attr-defined]
                 self.peak["queue_messages"] = max(self.peak["queue_messages"], depth)
             for pid in self.pids:
                 try:
@@ -131,7 +133,7 @@ class LedgerLauncher(Launcher):
         return proc
 
     def consumer(self, slot: int, serial: int):  # type: ignore[no-untyped-def]
-        args = (self.queue, slot, serial, self.console, self.cfg,
+        args = (self.channel, slot, serial, self.console, self.cfg,
                 str(self.ledger_dir), self.delay, self.die)
         proc = self._start(ledger_consumer_main, args, f"pcq-consumer-{serial}")
         self.pids.write(f"consumer {proc.pid}\n")
@@ -139,7 +141,7 @@ class LedgerLauncher(Launcher):
         if self.sample and self.sampler is None and len(self.consumer_pids) == self.n_consumers:
             # Every child is started (a soak kills nobody, so none is forked later):
             # a thread in the parent can no longer be copied into a child.
-            self.sampler = Sampler(self.queue, self.consumer_pids, self.sample,
+            self.sampler = Sampler(self.channel, self.consumer_pids, self.sample,
                                    self.ledger_dir / "samples.json")
             self.sampler.start()
         return proc
@@ -168,20 +170,20 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context(cfg.start_method)
     consumers = args.consumers
     max_restarts = 100 + 10 * consumers
-    shared = SharedLedger(ctx, plan.total, consumers, consumers + max_restarts + 1, len(plan.ranges))
-    queue = LocalQueue(ctx, shared, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
+    state = SharedState(ctx, plan.total, consumers, consumers + max_restarts + 1, len(plan.ranges))
+    channel = Channel(ctx, state, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
     console = Console(ctx.Lock(), sys.stderr, quiet=cfg.quiet)
-    launcher = LedgerLauncher(ctx, queue, plan, console, cfg, ledger_dir=args.ledger_dir,
+    launcher = LedgerLauncher(ctx, channel, plan, console, cfg, ledger_dir=args.ledger_dir,
                               delay=args.delay, die_holding_lock=args.die_holding_lock,
                               sample=args.sample, consumers=consumers)
-    sup = Supervisor(queue, plan, launcher, console, consumers=consumers,
+    sup = Supervisor(channel, plan, launcher, console, consumers=consumers,
                      max_restarts=max_restarts, grace=5.0)
     try:
         result = sup.run()
     finally:
         if launcher.sampler is not None:
             launcher.sampler.finish()
-        queue.close()
+        channel.close()
         launcher.pids.close()
     console.parent_exiting()
     result = result.finish(start_method=cfg.start_method, batch=cfg.batch, queue_size=cfg.queue_size)

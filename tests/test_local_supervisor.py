@@ -8,18 +8,18 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from pcq.core.local.channel import MAX_MESSAGE, LocalQueue
+from pcq.core.local.channel import MAX_MESSAGE, Channel
 from pcq.core.local.run import Launcher, LocalConfig, run_local
 
 
-def _steal_and_die(queue: LocalQueue, stolen: Any) -> None:
+def _steal_and_die(channel: Channel, stolen: Any) -> None:
     """Take one message off the wire and die before recording the claim.
 
-    This is the window no ledger can see (killed between recv and the first
+    This is the window no shared record can see (killed between recv and the first
     store): the items are in no queue and no in-flight record, and with a
     bounded queue the slot the message used is never given back either.
     """
-    queue.rx.recv(MAX_MESSAGE + 1)
+    channel.rx.recv(MAX_MESSAGE + 1)
     stolen.set()
     os._exit(1)
 
@@ -36,7 +36,7 @@ class ThievingLauncher(Launcher):
 
     def consumer(self, slot: int, serial: int) -> BaseProcess:
         if serial == 0:
-            return self._start(_steal_and_die, (self.queue, self.stolen), "pcq-thief")
+            return self._start(_steal_and_die, (self.channel, self.stolen), "pcq-thief")
         assert self.stolen.wait(10.0)
         return super().consumer(slot, serial)
 

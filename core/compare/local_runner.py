@@ -1,10 +1,10 @@
 """The local transport under a comparison workload.
 
 This is ``pcq local`` (its :class:`~pcq.core.local.supervisor.Supervisor`,
-:class:`~pcq.core.local.channel.LocalQueue` and :class:`~pcq.core.local.channel.Ledger`, unchanged)
-with two differences: the producer makes the workload's padded bodies, and the
-consumer runs the workload's handler and stamps, in shared memory, when each
-item was handled, which gives the latencies.
+:class:`~pcq.core.local.channel.Channel`, :class:`~pcq.core.local.shared_state.SharedState`
+and role objects, unchanged) with two differences: the producer makes the
+workload's padded bodies, and the consumer runs the workload's handler and
+stamps, in shared memory, when each item was handled, which gives the latencies.
 
 Children start through ``forkserver``: the comparison's parent runs threads
 (Rich's progress refresh, the RSS sampler), and forking a multi-threaded
@@ -27,9 +27,11 @@ from typing import Any
 from pcq.core.compare.metrics import RssSampler, RunMetrics, Ticker
 from pcq.core.compare.workload import Workload, make_body, make_work
 from pcq.core.console import Console, QuietConsole
-from pcq.core.local.channel import LocalQueue
+from pcq.core.local.channel import Channel
 from pcq.core.local.children import ignore_sigint
+from pcq.core.local.consumer import LocalConsumer
 from pcq.core.local.plan import Plan
+from pcq.core.local.producer import LocalProducer
 from pcq.core.local.run import Launcher, LocalConfig
 from pcq.core.local.shared_state import SharedState
 from pcq.core.local.supervisor import Supervisor
@@ -63,7 +65,7 @@ class WorkPlan(Plan):
 READY_TIMEOUT = 30.0
 
 
-def _wait_ready(ready_raw: Any, consumers: int, queue: LocalQueue) -> None:
+def _wait_ready(ready_raw: Any, consumers: int, state: SharedState) -> None:
     """Hold the first item back until every consumer is up, as the Redis runners do.
 
     Otherwise the items wait for consumers to start and the run measures
@@ -71,36 +73,36 @@ def _wait_ready(ready_raw: Any, consumers: int, queue: LocalQueue) -> None:
     """
     ready = memoryview(ready_raw).cast("B").cast("q")
     deadline = time.monotonic() + READY_TIMEOUT
-    while sum(ready.tolist()) < consumers and not queue.stopping():
+    while sum(ready.tolist()) < consumers and not state.stopping():
         if time.monotonic() > deadline:
             break  # measure anyway; a consumer that never starts shows in the figures
         time.sleep(0.001)
 
 
 def producer_main(
-    queue: LocalQueue, index: int, span: tuple[int, int], size: int, console: Console, batch: int,
+    channel: Channel, index: int, span: tuple[int, int], size: int, console: Console, batch: int,
     ready: Any = None, consumers: int = 0,
 ) -> None:
     """A producer process: put the workload's items ``span[0] .. span[1] - 1``."""
     ignore_sigint()
-    queue.attach_producer(index)
+    producer = LocalProducer(channel, index)
     try:
         if ready is not None:
-            _wait_ready(ready, consumers, queue)
+            _wait_ready(ready, consumers, channel.state)
         now = time.time
         items = (Item(str(i), make_body(i, size), now()) for i in range(*span))
-        produce(queue, items, console, batch=batch, stop=queue.stopping)
+        produce(producer, items, console, batch=batch, stop=channel.state.stopping)
     finally:
-        queue.close()
+        channel.close()
 
 
 def consumer_main(
-    queue: LocalQueue, slot: int, serial: int, console: Console, spec: str, stamps_raw: Any,
+    channel: Channel, slot: int, serial: int, console: Console, spec: str, stamps_raw: Any,
     counts_raw: Any, ready_raw: Any,
 ) -> None:
     """A consumer process: run the workload's handler, stamp ``handled_at`` per item."""
     ignore_sigint()
-    queue.attach_consumer(slot, serial)
+    consumer = LocalConsumer(channel, slot, serial)
     memoryview(ready_raw).cast("B").cast("q")[serial] = 1
     work = make_work(spec)
     stamps = memoryview(stamps_raw).cast("B").cast("d")
@@ -114,19 +116,19 @@ def consumer_main(
 
     try:
         # Batches are acknowledged whole (AckMode.BATCH), as a quiet `pcq local --ack batch`.
-        consume_batches(queue, handle, console, stop=queue.stopping, poll=0.1)
+        consume_batches(consumer, handle, console, stop=channel.state.stopping, poll=0.1)
     finally:
-        queue.close()
+        consumer.close()
 
 
 class CompareLauncher(Launcher):
     """Starts :func:`producer_main` / :func:`consumer_main` instead of the demo's."""
 
     def __init__(
-        self, ctx: BaseContext, queue: LocalQueue, plan: WorkPlan, console: Console,
+        self, ctx: BaseContext, channel: Channel, plan: WorkPlan, console: Console,
         workload: Workload, stamps: Any, counts: Any, consumers: int,
     ) -> None:
-        super().__init__(ctx, queue, plan, console, LocalConfig(batch=workload.batch))
+        super().__init__(ctx, channel, plan, console, LocalConfig(batch=workload.batch))
         self.workload, self.stamps, self.counts = workload, stamps, counts
         self.ready, self.consumers = ctx.RawArray("q", len(counts)), consumers  # type: ignore[attr-defined]
         self.started: list[int] = []
@@ -134,12 +136,12 @@ class CompareLauncher(Launcher):
     def producer(self, index: int) -> BaseProcess:
         span = self.plan.ranges[index]
         w = self.workload
-        args = (self.queue, index, span, w.payload_bytes, self.console, w.batch, self.ready, self.consumers)
+        args = (self.channel, index, span, w.payload_bytes, self.console, w.batch, self.ready, self.consumers)
         return self._start(producer_main, args, f"pcq-cmp-producer-{index}")
 
     def consumer(self, slot: int, serial: int) -> BaseProcess:
         spec = str(self.workload.work)
-        args = (self.queue, slot, serial, self.console, spec, self.stamps, self.counts, self.ready)
+        args = (self.channel, slot, serial, self.console, spec, self.stamps, self.counts, self.ready)
         proc = self._start(consumer_main, args, f"pcq-cmp-consumer-{serial}")
         self.started.append(proc.pid or 0)
         return proc
@@ -152,13 +154,13 @@ def run_local_compare(
     total = workload.items
     plan = WorkPlan(ranges=((0, total),), names=None, payload_bytes=workload.payload_bytes)
     max_restarts = 10 + 2 * consumers
-    ledger = SharedState(ctx, total, consumers, consumers + max_restarts + 1, 1)
-    queue = LocalQueue(ctx, ledger)
+    state = SharedState(ctx, total, consumers, consumers + max_restarts + 1, 1)
+    channel = Channel(ctx, state)
     stamps, counts = ctx.RawArray("d", total), ctx.RawArray("q", consumers + max_restarts + 1)
     console = QuietConsole(ctx.Lock(), sys.stderr, quiet=True)
-    launcher = CompareLauncher(ctx, queue, plan, console, workload, stamps, counts, consumers)
+    launcher = CompareLauncher(ctx, channel, plan, console, workload, stamps, counts, consumers)
     sup = Supervisor(
-        queue, plan, launcher, console,
+        channel, plan, launcher, console,
         consumers=consumers, max_restarts=max_restarts, grace=5.0 + workload.work.ms / 1000,
     )
     done = memoryview(counts).cast("B").cast("q")
@@ -167,9 +169,9 @@ def run_local_compare(
         try:
             result = sup.run()
         finally:
-            queue.close()
+            channel.close()
         wall = time.perf_counter() - started
-    produced_at = ledger.produced_at
+    produced_at = state.produced_at
     handled = memoryview(stamps).cast("B").cast("d")
     pairs = [(produced_at[i], handled[i]) for i in range(total) if handled[i] > 0]
     notes = [result.failure] if result.failure else []

@@ -90,10 +90,10 @@ def item_ids(first: int, count: int) -> list[str]:
 class ItemRun(Sequence[Item]):
     """Items ``first .. first + len(bodies) - 1``, made at one instant, built only when read.
 
-    A producer hands one of these to ``Transport.put`` as an ordinary sequence
-    of items. :class:`pcq.core.local.channel.LocalQueue` recognises it and sends its
-    bodies as they are, so a local producer never builds an :class:`Item` per
-    item; any other transport simply reads the items.
+    The batch type of :class:`pcq.core.local.producer.LocalRunProducer`, which
+    sends its bodies as they are, so a local producer never builds an
+    :class:`Item` per item. It still reads as an ordinary sequence of items,
+    built on demand, for any code that takes a ``Sequence[Item]``.
     """
 
     __slots__ = ("bodies", "deliveries", "first", "produced_at")

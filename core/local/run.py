@@ -4,14 +4,19 @@ The seed started daemon consumers that were killed at exit with items still
 queued, never put anything on its queue and joined only the producers. Here:
 
 * consumers stop through end-of-stream sentinels, sent once every item is
-  recorded as handled in a shared ledger -- never by being killed as daemons;
+  recorded as handled in the shared state -- never by being killed as daemons;
 * a consumer that dies (even ``kill -9``) has its in-flight items put back and
   is replaced (the stdlib's ProcessPoolExecutor breaks the whole pool instead);
 * Ctrl-C stops producing, lets consumers finish the item in hand, reports what
   was never consumed and reaps every child before exiting with 130.
 
 This module holds the run's configuration and the code each child process
-runs; :mod:`pcq.core.local.supervisor` is the parent's loop.
+runs: the parent builds one :class:`~pcq.core.local.channel.Channel` and hands
+it to every child, which builds its role object over it (a
+:class:`~pcq.core.local.producer.LocalProducer` or
+:class:`~pcq.core.local.producer.LocalRunProducer`, a
+:class:`~pcq.core.local.consumer.LocalConsumer`);
+:mod:`pcq.core.local.supervisor` is the parent's loop.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pcq.core.console import Console, DemoConsole
-from pcq.core.local.channel import LocalQueue
+from pcq.core.local.channel import Channel
 from pcq.core.local.children import ignore_sigint, sigint_blocked
+from pcq.core.local.consumer import LocalConsumer
 from pcq.core.local.items import ItemRun, make_item
 from pcq.core.local.plan import Plan
+from pcq.core.local.producer import LocalProducer, LocalRunProducer
 from pcq.core.local.result import LocalResult
 from pcq.core.local.shared_state import SharedState
 from pcq.core.local.supervisor import Supervisor
@@ -81,7 +88,7 @@ class LocalConfig:
 
 # --------------------------------------------------------------- the children
 def producer_main(
-    queue: LocalQueue,
+    channel: Channel,
     index: int,
     span: tuple[int, int],
     bodies: list[str] | None,
@@ -90,25 +97,27 @@ def producer_main(
 ) -> None:
     """A producer process: put items ``start .. end - 1`` on the queue."""
     ignore_sigint()
-    queue.attach_producer(index)
+    stop = channel.state.stop_check()
     try:
         if batch == 1:  # one message per item anyway: per-item Items cost no more
             start, end = span
             names = bodies if bodies is not None else map(generated_name, range(start, end))
             now = time.time
             items = (make_item(str(i), name, now(), 0) for i, name in zip(range(start, end), names))
-            produce(queue, items, console, stop=queue.stop_check())
+            produce(LocalProducer(channel, index), items, console, stop=stop)
         else:
-            produce_batches(queue, _runs(span, bodies, batch), console, stop=queue.stop_check())
+            batches = _runs(span, bodies, batch)
+            produce_batches(LocalRunProducer(channel, index), batches, console, stop=stop)
     finally:
-        queue.close()
+        channel.close()
 
 
 def _runs(span: tuple[int, int], bodies: list[str] | None, batch: int) -> Iterator[ItemRun]:
     """The producer's items, ``batch`` at a time, each batch stamped when it is made.
 
-    An :class:`ItemRun` carries ids, bodies and one time; the local queue sends
-    it without ever building the :class:`Item` objects.
+    An :class:`ItemRun` carries ids, bodies and one time; a
+    :class:`~pcq.core.local.producer.LocalRunProducer` sends it without ever
+    building the :class:`Item` objects.
     """
     start, end = span
     now = time.time
@@ -152,40 +161,41 @@ def make_handler(cfg: LocalConfig, serial: int) -> Callable[[Item], None]:
 
 
 def consumer_main(
-    queue: LocalQueue, slot: int, serial: int, console: Console, cfg: LocalConfig
+    channel: Channel, slot: int, serial: int, console: Console, cfg: LocalConfig
 ) -> None:
     """A consumer process: handle items until a sentinel (or the stop flag)."""
     ignore_sigint()
-    queue.attach_consumer(slot, serial)
+    consumer = LocalConsumer(channel, slot, serial)
+    stop = channel.state.stop_check()
     try:
         handle = make_handler(cfg, serial)
         if cfg.ack is AckMode.BATCH:
-            consume_batches(queue, handle, console, stop=queue.stop_check(), poll=cfg.poll)
+            consume_batches(consumer, handle, console, stop=stop, poll=cfg.poll)
         else:
-            consume(queue, handle, console, stop=queue.stop_check(), poll=cfg.poll)
+            consume(consumer, handle, console, stop=stop, poll=cfg.poll)
     finally:
-        queue.close()
+        consumer.close()
 
 
 # ----------------------------------------------------------------- the parent
 class Launcher:
-    """Starts the child processes of one run (the supervisor calls it)."""
+    """Starts the child processes of one run (the supervisor calls it); each gets the channel."""
 
     def __init__(
-        self, ctx: BaseContext, queue: LocalQueue, plan: Plan, console: Console, cfg: LocalConfig
+        self, ctx: BaseContext, channel: Channel, plan: Plan, console: Console, cfg: LocalConfig
     ) -> None:
-        self.ctx, self.queue, self.plan, self.console, self.cfg = ctx, queue, plan, console, cfg
+        self.ctx, self.channel, self.plan, self.console, self.cfg = ctx, channel, plan, console, cfg
 
     def producer(self, index: int) -> BaseProcess:
         """Start producer ``index``."""
         start, end = self.plan.ranges[index]
         bodies = None if self.plan.names is None else self.plan.bodies(start, end - start)
-        args = (self.queue, index, (start, end), bodies, self.console, self.cfg.batch)
+        args = (self.channel, index, (start, end), bodies, self.console, self.cfg.batch)
         return self._start(producer_main, args, f"pcq-producer-{index}")
 
     def consumer(self, slot: int, serial: int) -> BaseProcess:
         """Start a consumer in ``slot`` (``serial`` numbers every consumer ever started)."""
-        args = (self.queue, slot, serial, self.console, self.cfg)
+        args = (self.channel, slot, serial, self.console, self.cfg)
         return self._start(consumer_main, args, f"pcq-consumer-{serial}")
 
     def _start(self, target: Callable[..., None], args: tuple, name: str) -> BaseProcess:
@@ -196,7 +206,7 @@ class Launcher:
 
 
 def run_local(cfg: LocalConfig, launcher: type[Launcher] | None = None) -> LocalResult:
-    """Run one local producer/consumer session and return its ledger-based result.
+    """Run one local producer/consumer session and return its result (from the shared state).
 
     ``launcher`` lets tests start misbehaving children (default: :class:`Launcher`).
     """
@@ -205,11 +215,11 @@ def run_local(cfg: LocalConfig, launcher: type[Launcher] | None = None) -> Local
     consumers = cfg.consumers or 2 * producers
     max_restarts = 100 + 10 * consumers  # a crash loop is a failure, not a retry policy
     ctx = mp.get_context(cfg.start_method)
-    ledger = SharedState(ctx, plan.total, consumers, consumers + max_restarts + 1, producers)
-    queue = LocalQueue(ctx, ledger, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
+    state = SharedState(ctx, plan.total, consumers, consumers + max_restarts + 1, producers)
+    channel = Channel(ctx, state, queue_size=cfg.queue_size, max_deliveries=cfg.max_deliveries)
     console = DemoConsole(ctx.Lock(), sys.stderr if cfg.json else sys.stdout, quiet=cfg.quiet)
     sup = Supervisor(
-        queue, plan, (launcher or Launcher)(ctx, queue, plan, console, cfg), console,
+        channel, plan, (launcher or Launcher)(ctx, channel, plan, console, cfg), console,
         consumers=consumers, max_restarts=max_restarts, grace=cfg.max_delay + 5.0,
     )
     previous = _install_stop_handlers(sup.interrupt)
@@ -218,7 +228,7 @@ def run_local(cfg: LocalConfig, launcher: type[Launcher] | None = None) -> Local
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        queue.close()
+        channel.close()
     console.parent_exiting()
     return result.finish(start_method=cfg.start_method, batch=cfg.batch, queue_size=cfg.queue_size)
 

@@ -2,8 +2,20 @@
 
 It never blocks on a child: it waits on process sentinels with a short timeout
 and sends everything it owes the queue (redeliveries, sentinels) through a
-non-blocking outbox. Consumers stop via end-of-stream sentinels, sent only once
-the ledger says every item is done -- never by killing daemons.
+non-blocking outbox (its :class:`~pcq.core.local.channel.SupervisorPort`).
+Consumers stop via end-of-stream sentinels, sent only once the shared state
+says every item is done -- never by killing daemons.
+
+Each tick of the loop (:meth:`Supervisor._supervise`)::
+
+    wait on the children's sentinels (TICK)
+    --> events from consumers: "retry"/"requeue" -> outbox, "dead" -> done = -1
+    --> a producer that crashed: put the rest of its range ourselves
+    --> a consumer that died: SharedState.held -> resend what is not done,
+        repay its semaphore slot, start a replacement
+    --> flush the outbox (send_nowait)
+    --> every item done: one sentinel per consumer; else the safety nets
+        (reconcile: re-send items in no record; refill a leaked queue slot)
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 from pcq.core.console import Console
-from pcq.core.local.channel import SENTINEL, LocalQueue, encode, runs
+from pcq.core.local.channel import SENTINEL, Channel, SupervisorPort, encode, runs
 from pcq.core.local.plan import Plan
 from pcq.core.local.result import DeadLetter, LocalResult
 
@@ -38,7 +50,7 @@ class Supervisor:
 
     def __init__(
         self,
-        queue: LocalQueue,
+        channel: Channel,
         plan: Plan,
         launcher: _Launcher,
         console: Console,
@@ -47,7 +59,7 @@ class Supervisor:
         max_restarts: int,
         grace: float,
     ) -> None:
-        self.queue, self.ledger, self.plan = queue, queue.ledger, plan
+        self.port, self.state, self.plan = SupervisorPort(channel), channel.state, plan
         self.bodies, self.total = plan.bodies, plan.total
         self.launcher, self.console = launcher, console
         self.n_producers, self.n_consumers = len(plan.ranges), consumers
@@ -70,7 +82,7 @@ class Supervisor:
         self.interrupts += 1
         if self.stop_signal is None:
             self.stop_signal = signum
-        self.ledger.flags[0] = 1
+        self.state.request_stop()
 
     # ------------------------------------------------------------------ run
     def run(self) -> LocalResult:
@@ -86,7 +98,7 @@ class Supervisor:
             else:
                 self._shutdown()
         except BaseException:
-            self.ledger.flags[0] = 1
+            self.state.request_stop()
             self._force_stop()
             raise
         return self._result(time.perf_counter() - started)
@@ -106,26 +118,26 @@ class Supervisor:
                 if self._all_done():
                     return True
                 self._reconcile()
-            elif self.queue.sem is not None:
+            elif self.port.bounded:
                 self._watch_semaphore()
         return False
 
     # --------------------------------------------------------------- events
     def _handle_events(self) -> None:
         """Nacks (retry or dead-letter) and released items sent by consumers."""
-        for kind, first, deliveries, bodies, why in self.queue.events():
+        for kind, first, deliveries, bodies, why in self.port.events():
             if kind == "dead":
                 for k, body in enumerate(bodies):
-                    if self.ledger.done[first + k] <= 0:  # not handled meanwhile
-                        self.ledger.done[first + k] = -1
+                    if self.state.done[first + k] <= 0:  # not handled meanwhile
+                        self.state.done[first + k] = -1
                         self.dead[first + k] = DeadLetter(str(first + k), body, deliveries, why)
-            elif not self.ledger.flags[0]:
+            elif not self.state.stopping():
                 self.outbox.extend(encode(first, deliveries, bodies, False))
                 self.redelivered += len(bodies)
                 self.retried += len(bodies) if kind == "retry" else 0
 
     def _flush(self) -> None:
-        while self.outbox and self.queue.send_nowait(self.outbox[0]):
+        while self.outbox and self.port.send_nowait(self.outbox[0]):
             self.outbox.popleft()
 
     # ------------------------------------------------------------ producers
@@ -141,13 +153,13 @@ class Supervisor:
     def _adopt(self, index: int, proc: BaseProcess) -> None:
         """A producer crashed: put the rest of its items ourselves."""
         start, end = self.plan.ranges[index]
-        first = start + self.ledger.put[index]
-        if self.ledger.flags[0]:  # stopping anyway: what it did not put stays "not produced"
+        first = start + self.state.put[index]
+        if self.state.stopping():  # stopping anyway: what it did not put stays "not produced"
             first = end
         if first < end:
             now = time.time()
             for i in range(first, end):
-                self.ledger.produced_at[i] = now
+                self.state.produced_at[i] = now
             self.outbox.extend(encode(first, 0, self.bodies(first, end - first), False))
             self.adopted += end - first
         self.console.line(
@@ -175,13 +187,13 @@ class Supervisor:
 
     def _settle_dead_slot(self, slot: int) -> int:
         """Give back what a dead consumer held; return how many items were put back."""
-        first, count, deliveries, owes = self.ledger.held_by(slot)
-        missing = [i for i in range(first, first + count) if self.ledger.done[i] == 0]
-        if not self.ledger.flags[0]:  # when stopping they stay "not consumed"
+        first, count, deliveries, owes = self.state.held_by(slot)
+        missing = [i for i in range(first, first + count) if self.state.done[i] == 0]
+        if not self.state.stopping():  # when stopping they stay "not consumed"
             self._resend(missing, deliveries)
-        if owes and self.queue.sem is not None:
-            self.queue.sem.release()  # it died between recv and its own release
-        self.ledger.clear(slot)
+        if owes:
+            self.port.repay()  # it died between recv and its own release
+        self.state.clear(slot)
         self._repair_console_lock()
         return len(missing)
 
@@ -219,7 +231,7 @@ class Supervisor:
     # --------------------------------------------------------- completeness
     def _all_done(self) -> bool:
         """Advance the cursor past done items (amortised: each index read once)."""
-        done, total = self.ledger.done, self.total
+        done, total = self.state.done, self.total
         while self.cursor < total:
             chunk = done[self.cursor : min(total, self.cursor + 65536)].tolist()
             try:
@@ -231,14 +243,14 @@ class Supervisor:
 
     def _quiet(self) -> bool:
         """Nothing queued, nothing owed, no consumer holding anything."""
-        if self.outbox or self.queue.backlog():
+        if self.outbox or self.port.backlog():
             return False
-        return not any(self.ledger.held_by(slot)[1] for slot in self.consumers)
+        return not any(self.state.held_by(slot)[1] for slot in self.consumers)
 
     def _reconcile(self) -> None:
         """Safety net: a consumer died between recv and recording its claim.
 
-        Its items are in no queue and no ledger slot. Once everything has been
+        Its items are in no queue and no ``held`` record. Once everything has been
         quiet for QUIET seconds, re-send exactly the items not yet done.
         """
         now = time.monotonic()
@@ -248,25 +260,19 @@ class Supervisor:
             self.quiet_since = now
         elif now - self.quiet_since >= QUIET:
             self.quiet_since = None
-            done = self.ledger.done
+            done = self.state.done
             missing = [i for i in range(self.cursor, self.total) if done[i] == 0]
             self._resend(missing, 1)
 
     def _watch_semaphore(self) -> None:
         """Safety net for --queue-size: a slot leaked by a consumer killed in a
         microsecond window would, with a small queue, stall producers for good."""
-        sem, size = self.queue.sem, self.queue.queue_size or 0
-        put = sum(self.ledger.put[: self.n_producers].tolist())
+        put = sum(self.state.put[: self.n_producers].tolist())
         if not self._quiet() or self.sem_watch is None or self.sem_watch[1] != put:
             self.sem_watch = (time.monotonic(), put)
             return
-        if time.monotonic() - self.sem_watch[0] >= SEM_QUIET and sem is not None:
-            try:
-                value = sem.get_value()  # type: ignore[attr-defined]
-            except NotImplementedError:  # macOS
-                return
-            for _ in range(max(0, size - value)):
-                sem.release()
+        if time.monotonic() - self.sem_watch[0] >= SEM_QUIET:
+            self.port.refill()
             self.sem_watch = None
 
     # ---------------------------------------------------------------- ending
@@ -279,20 +285,20 @@ class Supervisor:
             wait([p.sentinel for p in self.consumers.values()], timeout=TICK)
             self._reap_consumers(replace=False)
         self._force_stop()
-        self.queue.discard()
+        self.port.discard()
 
     def _shutdown(self) -> None:
         """Ctrl-C or failure: stop producing, let consumers finish the item in hand."""
-        self.ledger.flags[0] = 1
+        self.state.request_stop()
         deadline = time.monotonic() + self.grace
         while self._children() and time.monotonic() < deadline and self.interrupts < 2:
             wait([p.sentinel for p in self._children()], timeout=TICK)
-            self.queue.discard()  # unblocks producers stuck on a full queue
+            self.port.discard()  # unblocks producers stuck on a full queue
             self._handle_events()
             self._reap_producers()
             self._reap_consumers(replace=False)
         self._force_stop()
-        self.queue.discard()
+        self.port.discard()
 
     def _force_stop(self) -> None:
         """Last resort for children that did not stop in time: SIGTERM, then SIGKILL."""
@@ -316,13 +322,13 @@ class Supervisor:
         return out
 
     def _result(self, seconds: float) -> LocalResult:
-        counts = Counter(self.ledger.done[: self.total].tolist())
-        missing = [str(i) for i in range(self.cursor, self.total) if self.ledger.done[i] == 0]
+        counts = Counter(self.state.done[: self.total].tolist())
+        missing = [str(i) for i in range(self.cursor, self.total) if self.state.done[i] == 0]
         return LocalResult(
             planned=self.total,
-            produced=sum(self.ledger.put[: self.n_producers].tolist()) + self.adopted,
+            produced=sum(self.state.put[: self.n_producers].tolist()) + self.adopted,
             consumed=sum(n for k, n in counts.items() if k > 0),
-            duplicates=sum(self.ledger.dups[: len(self.pids)].tolist()),
+            duplicates=sum(self.state.dups[: len(self.pids)].tolist()),
             redelivered=self.redelivered,
             retried=self.retried,
             per_consumer=self._per_consumer(counts),
