@@ -121,25 +121,12 @@ def consume(
     raises does not kill the consumer: the item is ``nack``-ed with the reason.
     Each handled item is acknowledged at once.
     """
-    show = None if console.quiet else console.got
 
-    def settle(batch: Sequence[Item], stats: ConsumeStats) -> None:
-        for i, item in enumerate(batch):
-            if stop():
-                consumer.release(batch[i:])
-                stats.released += len(batch) - i
-                return
-            if show is not None:
-                show(item.body)
-            try:
-                handle(item)
-            except Exception as exc:  # noqa: BLE001 - user code: any failure is the item's
-                consumer.nack(item, f"{type(exc).__name__}: {exc}")
-                stats.failed += 1
-                continue
+    def ack_each(items: Sequence[Item]) -> None:
+        for item in items:
             consumer.ack(item)
-            stats.handled += 1
 
+    settle = _settler(consumer, handle, console, stop, ack_each, each=True)
     return _loop(consumer, settle, console, stop, poll)
 
 
@@ -158,38 +145,69 @@ def consume_batches(
     release). A consumer killed mid-batch therefore has the whole batch's
     unacknowledged items redelivered.
     """
+    settle = _settler(consumer, handle, console, stop, consumer.ack_many, each=False)
+    return _loop(consumer, settle, console, stop, poll)
+
+
+Settle = Callable[[Sequence[Item], ConsumeStats], None]
+
+
+def _settler(
+    consumer: Consumer,
+    handle: Handler,
+    console: Console,
+    stop: Callable[[], bool],
+    ack_run: Callable[[Sequence[Item]], None],
+    *,
+    each: bool,
+) -> Settle:
+    """The per-batch work: handle each item, settle each exactly once.
+
+    ``acked`` is the index up to which every item of the batch is settled
+    (acknowledged, nacked or released). With ``each`` an item is acknowledged
+    as soon as its handler returns; otherwise handled items wait, and each run
+    of them goes to ``ack_run`` in one call: before a nack, before the release
+    on stop, and at the end of the batch.
+    """
     show = None if console.quiet else console.got
-    nack, ack_many = consumer.nack, consumer.ack_many
+    ack, nack = consumer.ack, consumer.nack
+
+    def flush(batch: Sequence[Item], start: int, end: int, stats: ConsumeStats) -> None:
+        if end > start:
+            ack_run(batch if start == 0 and end == len(batch) else batch[start:end])
+            stats.handled += end - start
 
     def settle(batch: Sequence[Item], stats: ConsumeStats) -> None:
-        acked = 0  # every item before this index is settled (each exactly once)
+        acked, end = 0, len(batch)
         for i, item in enumerate(batch):
             if stop():
-                ack_many(batch[acked:i])
-                stats.handled += i - acked
-                consumer.release(batch[i:])
-                stats.released += len(batch) - i
-                return
+                end = i
+                break
             if show is not None:
                 show(item.body)
             try:
                 handle(item)
             except Exception as exc:  # noqa: BLE001 - user code: any failure is the item's
-                ack_many(batch[acked:i])
-                stats.handled += i - acked
+                flush(batch, acked, i, stats)
                 nack(item, f"{type(exc).__name__}: {exc}")
                 stats.failed += 1
                 acked = i + 1
-        if acked < len(batch):
-            ack_many(batch[acked:] if acked else batch)
-            stats.handled += len(batch) - acked
+                continue
+            if each:
+                ack(item)
+                stats.handled += 1
+                acked = i + 1
+        flush(batch, acked, end, stats)
+        if end < len(batch):
+            consumer.release(batch[end:])
+            stats.released += len(batch) - end
 
-    return _loop(consumer, settle, console, stop, poll)
+    return settle
 
 
 def _loop(
     consumer: Consumer,
-    settle: Callable[[Sequence[Item], ConsumeStats], None],
+    settle: Settle,
     console: Console,
     stop: Callable[[], bool],
     poll: float,
