@@ -110,7 +110,7 @@ class RunMetrics:
     ) -> RunMetrics:
         """Compute the figures from ``stamps``: one ``(produced_at, handled_at)`` per item.
 
-        ``consumed`` defaults to ``len(stamps)``; pass the ledger's count when it
+        ``consumed`` defaults to ``len(stamps)``; pass the transport's own count when it
         is the authority (a consumer that died may not have reported its stamps).
         """
         consumed = len(stamps) if consumed is None else consumed

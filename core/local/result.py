@@ -1,4 +1,4 @@
-"""The outcome of a local run: ledger-based counts, a JSON form and a Rich table."""
+"""The outcome of a local run: counts from the shared state, a JSON form and a Rich table."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class LocalResult:
-    """What a run did, counted from the shared ledger (not from log lines).
+    """What a run did, counted from the run's shared state (not from log lines).
 
     ``lost`` is ``produced - consumed - len(dead_letters)``: 0 on every normal
     run. After Ctrl-C the same figure is what was ``not_consumed``.
