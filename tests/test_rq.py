@@ -1,6 +1,6 @@
 """RQ mode against a real redis-server and stock ``rq worker`` processes.
 
-Every test checks the ledger (item ids in Redis, RQ's registries), not logs;
+Every test checks the books (the handled set in Redis, RQ's registries), not logs;
 worker output is only used as the *event* to wait for. Each test has a queue
 name of its own on the session's shared server.
 """
@@ -28,8 +28,9 @@ from rq_helpers import FAST_REAP, FAST_REAP_ENV, RQ, Worker, worker_argv, worker
 
 from pcq.core.console import Console
 from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.payload import encode
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.rq_jobs.jobs import HANDLER, AllowlistJob
+from pcq.core.rq_jobs.jobs import HANDLER, LEGACY_HANDLERS, AllowlistJob
 from pcq.core.rq_jobs.producer import (
     RqOptions,
     enqueue,
@@ -96,7 +97,7 @@ def run_id(settings: RedisSettings, what: str) -> str:
     return f"{what}-{settings.queue}"
 
 
-def ledger(conn: redis.Redis, settings: RedisSettings, run: str) -> set[str]:
+def handled_ids(conn: redis.Redis, settings: RedisSettings, run: str) -> set[str]:
     return {m.decode() for m in conn.smembers(Keys(settings.queue).rq_handled(run))}
 
 
@@ -114,10 +115,28 @@ def test_stock_burst_worker_runs_every_job_once(
     assert (tally["lost"], tally["duplicates"], tally["dead_letters"]) == (0, 0, 0)
     assert tally["per_consumer"] == {"w-burst": 24}
     assert tally["rq"]["finished"] == 24
-    assert ledger(conn, settings, run_id(settings, "burst1")) == {item.id for item in items}
+    assert handled_ids(conn, settings, run_id(settings, "burst1")) == {item.id for item in items}
     # The worker printed the seed's line for every item, prefixed with the host.
     got = [line for line in worker.lines if re.match(r"^\[.+\] \d+ got ", line)]
     assert sorted(line.split(" got ", 1)[1] for line in got) == sorted(i.body for i in items)
+
+
+def test_jobs_queued_under_the_old_handler_path_still_run(
+    conn: redis.Redis, settings: RedisSettings, workers: list[Worker]
+) -> None:
+    """Jobs enqueued before the `pcq` namespace name `consumer.rq_jobs.handle`: still handled."""
+    run = run_id(settings, "legacy")
+    items = make_items(run, 3)
+    queue = open_queue(conn, settings.queue)
+    assert LEGACY_HANDLERS == {"consumer.rq_jobs.handle"}
+    for item in items:
+        payload = encode(item, run, settings.max_payload_bytes).decode()
+        number = item.id.rpartition(":")[2]
+        queue.enqueue("consumer.rq_jobs.handle", payload, job_id=f"{settings.queue}-legacy-{number}")
+    worker = start(workers, settings, "w-legacy", burst=True)
+    assert worker.wait(60) == 0, worker.output
+    assert handled_ids(conn, settings, run) == {item.id for item in items}
+    assert FailedJobRegistry(queue=queue).get_job_ids() == []
 
 
 def test_rq_info_lists_the_queue(conn: redis.Redis, settings: RedisSettings) -> None:
@@ -199,7 +218,7 @@ def test_sigkilled_worker_job_runs_again_elsewhere(
 def produce_rq_wait(
     conn: redis.Redis, queue: Queue, settings: RedisSettings, run: str, items: list[Item]
 ) -> dict[str, Any]:
-    """Wait for a run like the producer does (ledger or failed registry), then tally."""
+    """Wait for a run like the producer does (handled set or failed registry), then tally."""
     from pcq.core.redis_common.connection import Retrier
     from pcq.core.rq_jobs.producer import wait
 
@@ -340,7 +359,7 @@ def test_jobs_outside_the_allowed_handler_are_refused(
         assert result is not None and "RefusedJob" in (result.exc_string or ""), job_id
         assert len(job.results()) == 1  # a refusal is final: evil-func's Retry is dropped
     assert FinishedJobRegistry(queue=queue).get_job_ids() == job_ids(run_id(settings, "after"), 1)
-    assert ledger(conn, settings, run_id(settings, "after")) == {f"{run_id(settings, 'after')}:0"}
+    assert handled_ids(conn, settings, run_id(settings, "after")) == {f"{run_id(settings, 'after')}:0"}
 
 
 def test_healthcheck_sees_only_this_hosts_workers(
