@@ -35,6 +35,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from pcq.core.cli.options import RedisUrlOption
 from pcq.core.errors import UsageProblem
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.rates import RateWindow
@@ -128,13 +129,12 @@ def _render(
 # The options both commands take, one alias each.
 ListQueue = Annotated[str | None, typer.Option("--queue", help="List queue (env PCQ_QUEUE; pcq).")]
 RqQueue = Annotated[str, typer.Option("--rq-queue", help="RQ queue name.")]
-RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="env REDIS_URL")]
 
 
 def status(
     queue: ListQueue = None,
     rq_queue: RqQueue = "pcq-rq",
-    redis_url: RedisUrl = None,
+    redis_url: RedisUrlOption = None,
     window: Annotated[
         float,
         typer.Option(
@@ -177,7 +177,7 @@ def status(
 def watch(
     queue: ListQueue = None,
     rq_queue: RqQueue = "pcq-rq",
-    redis_url: RedisUrl = None,
+    redis_url: RedisUrlOption = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 1.0,
     count: Annotated[
         int | None, typer.Option("--count", help="Stop after N refreshes [default: until Ctrl-C].")
