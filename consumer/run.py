@@ -49,15 +49,15 @@ def run_consumer(
     """
     handle = handler or make_handler(settings.max_delay)
     me = consumer_id()
-    audit = LedgerFile(ledger / HANDLED) if ledger is not None else None
-    if audit is not None:
-        handle = ledger_handler(handle, audit, me)
+    handled_file = LedgerFile(ledger / HANDLED) if ledger is not None else None
+    if handled_file is not None:
+        handle = ledger_handler(handle, handled_file, me)
     try:
         return serve(settings, handle, console, consumer=me, drain=drain, stop=stop, log=log,
                      poll=poll)  # fmt: skip
     finally:
-        if audit is not None:
-            audit.close()
+        if handled_file is not None:
+            handled_file.close()
 
 
 def check_health(settings: RedisSettings, host: str | None = None) -> tuple[bool, str]:

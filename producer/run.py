@@ -59,11 +59,11 @@ def run_producer(
     halt = stop or threading.Event()
     client = connect(settings)
     producer = ListProducer(client, settings, log=log, notify=console.line, put_timeout=timeout)
-    audit = LedgerFile(ledger / PRODUCED) if ledger is not None else None
+    produced_file = LedgerFile(ledger / PRODUCED) if ledger is not None else None
     try:
         run = producer.open_run()
         started = time.monotonic()
-        sink = producer if audit is None else LedgerProducer(producer, audit)
+        sink = producer if produced_file is None else LedgerProducer(producer, produced_file)
         with refused_as_usage(before=producer.end_stream):
             produce(sink, _items(run, texts), console, batch=settings.batch, stop=halt.is_set)
         retrier = Retrier(settings, log)
@@ -78,8 +78,8 @@ def run_producer(
     finally:
         producer.close()  # stops the run's liveness thread if still going
         client.close()
-        if audit is not None:
-            audit.close()
+        if produced_file is not None:
+            produced_file.close()
     seconds = time.monotonic() - started
     tally["seconds"] = round(seconds, 3)
     tally["items_per_second"] = round(tally["consumed"] / seconds, 1) if seconds > 0 else 0.0
