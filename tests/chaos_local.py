@@ -5,7 +5,7 @@ session exactly as ``pcq local`` does (same :class:`~pcq.core.local.channel.Chan
 :class:`~pcq.core.local.supervisor.Supervisor`, producers, and consumers running
 :class:`~pcq.core.local.consumer.LocalConsumer` through :func:`~pcq.core.pattern.consume`),
 with one difference: each consumer's handler appends ``id, pid, delivery`` to
-the independent ledger (``tests/ledger.py``) before the transport's ack. The
+the ledger files (``pcq.core.ledger``, checked by ``tests/audit.py``) before the transport's ack. The
 parent records every consumer and producer pid it starts in ``LEDGER_DIR/pids``
 (``consumer PID`` / ``producer PID`` lines) so a test can kill them, and prints
 the run's ``--json`` result on stdout.

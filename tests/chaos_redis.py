@@ -3,7 +3,7 @@
 ``python tests/chaos_redis.py consume LEDGER_DIR [--drain]`` runs
 :func:`pcq.consumer.run.run_consumer` -- the code behind ``pcq consume`` -- with a
 handler that appends ``id, consumer id, delivery`` to the independent ledger
-(``tests/ledger.py``) before the transport's ack. SIGTERM stops it as it stops
+(``pcq.core.ledger``, checked by ``tests/audit.py``) before the transport's ack. SIGTERM stops it as it stops
 ``pcq consume`` (exit 0).
 
 ``python tests/chaos_redis.py produce LEDGER_DIR --items N`` runs

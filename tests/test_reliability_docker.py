@@ -3,7 +3,7 @@
 Each test brings up its own compose project (the repository's compose file,
 ``tests/fixtures_docker.py``) and damages it through the Docker SDK. The ledger
 is kept by the containers themselves, outside Redis: ``tests/compose-ledger.yml``
-bind-mounts a host directory and turns on pcq's ``--ledger`` (core/audit.py), so
+bind-mounts a host directory and turns on pcq's ``--ledger`` (core/ledger.py), so
 the producer records each id Redis accepted and every consumer records
 ``id, consumer, delivery`` for each item it handled, before acknowledging it.
 Dead letters come from Redis (read with ``redis-cli`` inside the Redis

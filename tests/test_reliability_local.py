@@ -1,7 +1,7 @@
 """Faults survived by the local transport, judged by the independent ledger.
 
 Each test runs ``tests/chaos_local.py`` (``pcq local``'s supervisor, queue and
-producers, with consumers that write ``tests/ledger.py``) in a subprocess and
+producers, with consumers that write ledger files for ``tests/audit.py``) in a subprocess and
 does something nasty to its children from outside. A run passes only with
 ``lost == 0``, ``unexpected == 0`` and every duplicate explained by a counted
 redelivery (with a higher delivery number).
