@@ -53,11 +53,16 @@ def _acked(status: dict[str, Any]) -> int | None:
     return None if total is None else int(total)
 
 
-def _rate(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+def _rate(before: dict[str, Any], after: dict[str, Any], seconds: float) -> float | None:
+    """Items/s acknowledged between two snapshots taken ``seconds`` apart.
+
+    The caller times the gap with a monotonic clock: the snapshots' ``at`` is wall
+    time rounded to the millisecond, so two quick snapshots can share it.
+    """
     first, last = _acked(before), _acked(after)
-    if first is None or last is None or after["at"] <= before["at"]:
+    if first is None or last is None or seconds <= 0:
         return None
-    return round(max(0, last - first) / (after["at"] - before["at"]), 1)
+    return round(max(0, last - first) / seconds, 1)
 
 
 def collect(client: redis.Redis, settings: RedisSettings, rq_queue: str) -> dict[str, Any]:
@@ -156,11 +161,12 @@ def status(
     client = connect(settings)
     try:
         snap = collect(client, settings, rq_queue)
+        taken = time.monotonic()
         rate, span = snap["items_per_second"], snap["rate_span"]
         if window > 0:
             time.sleep(window)  # the rate needs a second sample, by definition later
             later = collect(client, settings, rq_queue)
-            rate, span = _rate(snap, later), window
+            rate, span = _rate(snap, later, time.monotonic() - taken), window
             snap = later
     except redis.RedisError as exc:
         raise explain(exc, settings) from None
