@@ -17,6 +17,7 @@ from redis_procs import (
     HOST,
     acked_by,
     env_for,
+    held_items,
     only_run,
     processes,
     processing_lists,
@@ -86,7 +87,7 @@ def test_sigkilled_consumer_items_are_redelivered(
         )
         victim.signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
-        held = redis_client.llen(Keys(redis_settings.queue).processing(victim.consumer_id))
+        held = held_items(redis_client, Keys(redis_settings.queue).processing(victim.consumer_id))
         assert held >= 1  # it died holding items (claim and ack share one Lua call)
         assert producer.wait(120) == 0, producer.stderr
         tally = producer.json()

@@ -7,6 +7,7 @@ import time
 
 import redis
 from fixtures_redis import quiet
+from redis_procs import queued_items
 
 from pcq.core.pattern import consume, produce
 from pcq.core.redis_common.keys import Keys
@@ -211,7 +212,6 @@ def test_malformed_payloads_are_dead_lettered(client: redis.Redis, redis_setting
 
 def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisSettings) -> None:
     settings = redis_settings.with_overrides(high_water=10, batch=5)
-    keys = Keys(settings.queue)
     lines: list[str] = []
     consumer = ListConsumer(client, settings, consumer="c")
     waits: list[float] = []
@@ -228,7 +228,7 @@ def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisS
     batch = items(run, 15)
     for i in range(0, 15, 5):
         producer.put(batch[i : i + 5])
-        assert client.llen(keys.queue) <= 10
+        assert queued_items(client, settings) <= 10
     consumer.close()
     assert len(waits) == 1 and any("high-water 10" in line for line in lines)
 

@@ -14,6 +14,7 @@ import time
 import pytest
 import redis
 from fixtures_redis import quiet
+from redis_procs import held_items
 
 from pcq.core.pattern import consume, produce
 from pcq.core.redis_common.keys import Keys
@@ -118,7 +119,7 @@ def test_a_reaped_consumer_registers_again_before_it_holds_anything(
         second = consumer.get(0.2) or []
         assert len(second) == 3
         assert client.sismember(k.consumers, "c1")  # before the claim, in the same call
-        assert client.llen(k.processing("c1")) == 3
+        assert held_items(client, k.processing("c1")) == 3
         for item in second:
             consumer.ack(item)
         rest = drain_all(consumer, 3)

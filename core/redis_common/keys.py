@@ -6,10 +6,16 @@ hash tag: every key of one queue lands in the same slot, so the Lua scripts
 
 Key layout (``P`` = ``pcq:{Q}``)::
 
-    P:queue               LIST   payloads waiting; producers RPUSH at the tail,
-                                 consumers claim from the head (FIFO)
-    P:proc:<consumer>     LIST   payloads a consumer has claimed but not yet
-                                 acknowledged (the reliable-list pattern)
+    P:queue               LIST   envelopes waiting (one per producer batch: a bare
+                                 payload, or "#batch <n>" and n payloads, one per
+                                 line; pcq.core.redis_list.envelope); producers
+                                 RPUSH at the tail, consumers claim from the head
+    P:queue_extra         STRING items queued beyond one per envelope, so the queue
+                                 holds LLEN P:queue + this many items
+    P:proc:<consumer>     LIST   envelopes a consumer has claimed and not yet
+                                 settled (the reliable-list pattern); an item
+                                 settled alone (nack, dead letter) leaves its
+                                 envelope, acknowledged ones wait for the rest
     P:consumers           SET    consumer ids that may hold a processing list
     P:hb:<consumer>       STRING heartbeat, JSON {host, pid, ttl, at, acked,
                                  since: [time, acked] <= 10 s before}; expires
@@ -75,6 +81,10 @@ class Keys:
     @property
     def queue(self) -> str:
         return f"{self.prefix}:queue"
+
+    @property
+    def queue_extra(self) -> str:
+        return f"{self.prefix}:queue_extra"
 
     @property
     def consumers(self) -> str:

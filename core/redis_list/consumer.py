@@ -30,12 +30,13 @@ from typing import Any
 
 import redis
 
-from pcq.core.errors import PcqError
 from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import BadPayload, dead_record, decode
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acks import AckBuffer
+from pcq.core.redis_list.envelope import pack, size
 from pcq.core.redis_list.heartbeat import Heartbeat
+from pcq.core.redis_list.held import ACKED, Envelope, Held
 from pcq.core.redis_list.link import ListLink, Notify
 from pcq.core.redis_list.rates import RateWindow
 from pcq.core.transport import Item
@@ -83,10 +84,7 @@ class ListConsumer:
         self.notify = notify or log
         self._retry = self.link.retry.call  # every step but the claim: redis-py, retried
         self._scripts = self.link.scripts
-        # What this consumer holds: id -> payload, and further copies of an id
-        # claimed twice in one batch (rare: only a hostile or duplicated push).
-        self._held: dict[str, bytes] = {}
-        self._dups: dict[str, list[bytes]] = {}
+        self._held = Held()  # the envelopes claimed, and where each unsettled item sits
         self._acks = AckBuffer()
         self.acked = 0  # acknowledgements so far; only this consumer's thread writes it
         self.rates = RateWindow()  # of `acked`, sampled by each heartbeat
@@ -96,7 +94,7 @@ class ListConsumer:
         self._heart: Heartbeat | None = None  # beats and reaps from start() to close()
         k, me = self.keys, self.consumer
         self._claim_keys = [k.queue, k.processing(me), k.consumers, k.deliveries, k.errors,
-                            k.stats, k.call(me)]  # fmt: skip
+                            k.queue_extra, k.call(me)]  # fmt: skip
 
     # Liveness ------------------------------------------------------------------
     def start(self) -> None:
@@ -138,7 +136,7 @@ class ListConsumer:
             (consumers reaped, items requeued, items dead-lettered).
         """
         k = self.keys
-        keys = [k.consumers, k.queue, k.deliveries, k.errors, k.dead, k.stats]
+        keys = [k.consumers, k.queue, k.deliveries, k.errors, k.dead, k.stats, k.queue_extra]
         args: list[str | int] = [
             k.prefix,
             self.settings.max_deliveries,
@@ -183,28 +181,66 @@ class ListConsumer:
     def ack(self, item: Item) -> None:
         """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
         now = time.monotonic()
-        self._acks.add(item.id, self._take(item), now)
+        envelope, index = self._held.take(item.id, self.consumer)
+        envelope.states[index] = ACKED
+        envelope.open -= 1
+        if not envelope.open:
+            self._held.drop(envelope)
+            self._acks.envelope_settled(envelope)
+        self._acks.add(item.id, now)
         self.acked += 1
         if now - self._acks.since > ACK_FLUSH_SECONDS:
             self.flush()
 
     def nack(self, item: Item, reason: str) -> None:
         """Deliver again later, or dead-letter once ``max_deliveries`` is reached."""
-        raw = self._take(item)
-        k, most = self.keys, self.settings.max_deliveries
+        envelope, index = self._held.take(item.id, self.consumer)
+        most = self.settings.max_deliveries
         if item.deliveries >= most:
             why = f"{reason} (delivery {item.deliveries} of max {most})"
-            self._dead_letter(raw, why, item.id, "", deliveries=item.deliveries)
+            self._dead_letter(envelope, index, why, item.id, "", deliveries=item.deliveries)
             return
+        k, held, payload = self.keys, envelope.element, envelope.payloads[index]
+        rest = self._leave(envelope, index)
         keys = [k.processing(self.consumer), k.queue, k.deliveries, k.errors, k.stats]
-        self._retry(self._scripts.retry, keys, [k.prefix, raw, item.id, reason])
+        self._retry(self._scripts.retry, keys, [k.prefix, held, rest, payload, item.id, reason])
 
     def release(self, items: Sequence[Item]) -> None:
-        """Hand back unhandled items to the head of the queue (no delivery counted)."""
-        raws = [self._take(item) for item in items]
-        if raws:
-            k = self.keys
-            self._retry(self._scripts.release, [k.processing(self.consumer), k.queue], raws)
+        """Hand back unhandled items to the head of the queue (no delivery counted).
+
+        Acknowledgements go first, so what stays held of an envelope is only its
+        items still unsettled.
+        """
+        if not items:
+            return
+        self.flush()
+        leaving: dict[Envelope, list[int]] = {}
+        for item in items:
+            envelope, index = self._held.take(item.id, self.consumer)
+            leaving.setdefault(envelope, []).append(index)
+        args: list[bytes | int] = []
+        for envelope, indexes in leaving.items():
+            held, back = envelope.element, pack([envelope.payloads[i] for i in sorted(indexes)])
+            rest = envelope.remove(indexes)
+            if not envelope.open:  # what is left is acknowledged (flushed above): it goes
+                self._held.drop(envelope)
+                rest = b""
+            args += [held, rest, back, len(indexes)]
+        k = self.keys
+        self._retry(self._scripts.release, [k.processing(self.consumer), k.queue, k.queue_extra], args)
+
+    def _leave(self, envelope: Envelope, index: int) -> bytes:
+        """Take one item out of its envelope (nack, dead letter); return what stays of it.
+
+        An envelope left with acknowledged items only is dropped by the flush that
+        records those acknowledgements, never before.
+        """
+        rest = envelope.remove([index])
+        if not envelope.open:
+            self._held.drop(envelope)
+            if rest:
+                self._acks.envelope_settled(envelope)
+        return rest
 
     def flush(self) -> None:
         """Send buffered acknowledgements now (a claim of nothing that carries them)."""
@@ -228,9 +264,7 @@ class ListConsumer:
                 return
             try:
                 self.flush()
-                left = [Item(i, "", 0.0) for i in self._held]
-                left += [Item(i, "", 0.0) for i, raws in self._dups.items() for _ in raws]
-                self.release(left)
+                self.release([Item(i, "", 0.0) for i in self._held.ids()])
             finally:
                 if self._stop_heart():
                     self._retry(self._deregister)
@@ -254,24 +288,12 @@ class ListConsumer:
                 pipe.execute()
 
     # Claims ----------------------------------------------------------------------
-    def _take(self, item: Item) -> bytes:
-        if self._dups:
-            raws = self._dups.get(item.id)
-            if raws:
-                raw = raws.pop()
-                if not raws:
-                    del self._dups[item.id]
-                return raw
-        taken = self._held.pop(item.id, None)
-        if taken is None:
-            raise PcqError(f"item {item.id} is not held by consumer {self.consumer}")
-        return taken
-
-    def _claim_args(self, want: int) -> list[Any]:
+    def _claim_args(self, want: int, adopt: int = 0) -> list[Any]:
         # Every call gets the next number; the script skips one it has applied.
         self._calls += 1
-        acks = self._acks.args(covers_all=not self._held and not self._dups)
-        return [self.keys.prefix, self.consumer, self._call_prefix, self._calls, want, *acks]
+        settle = self._acks.args(covers_all=not self._held)
+        k, me = self.keys, self.consumer
+        return [k.prefix, me, self._call_prefix, self._calls, want, settle[0], adopt, *settle[1:]]
 
     def _claim(self, want: int) -> list[Item]:
         reply = self.link.eval("claim", self._claim_keys, self._claim_args(want))
@@ -279,44 +301,51 @@ class ListConsumer:
         return self._hold(reply)
 
     def _wait_and_claim(self, timeout: float) -> list[Item]:
-        k, keys, me = self.keys, self._claim_keys, self.consumer
-        acks = self._claim_args(0) if self._acks else None
-        self._acks.clear()
-        more = self.settings.batch - 1
-        claim = self._claim_args(more) if more else None
+        """Block in BLMOVE for the next envelope, then claim the rest of a batch.
 
+        One round trip: acknowledgements, ``BLMOVE`` and what a batch of one needs
+        besides (registration, pending failures, the queue's length, and the
+        processing list: a pipeline retried after a lost reply may have moved
+        twice). A second call (``claim.lua`` adopting what was moved) only when
+        the batch wants more, or the envelope holds more than the batch.
+        """
+        k, keys, me = self.keys, self._claim_keys, self.consumer
         commands: list[Sequence[Any]] = []
-        if acks is not None:
-            commands.append(self._scripts.command("claim", keys, acks))
-        commands.append(("BLMOVE", k.queue, k.processing(me), "LEFT", "RIGHT", timeout))
-        if claim is not None:
-            commands.append(self._scripts.command("claim", keys, claim))
-        else:  # batch 1: read what we hold natively (cheaper than a script)
-            commands += [("SADD", k.consumers, me), ("HLEN", k.deliveries), ("LLEN", k.queue),
-                         ("LRANGE", k.processing(me), 0, -1)]  # fmt: skip
-        replies = self.link.execute(commands)
-        if claim is not None:
-            return self._hold(replies[-1])
-        return self._hold([replies[-3], replies[-2], replies[-1]])
+        if self._acks:
+            commands.append(self._scripts.command("claim", keys, self._claim_args(0)))
+            self._acks.clear()
+        commands += [("BLMOVE", k.queue, k.processing(me), "LEFT", "RIGHT", timeout),
+                     ("SADD", k.consumers, me), ("HLEN", k.deliveries), ("LLEN", k.queue),
+                     ("LRANGE", k.processing(me), 0, -1)]  # fmt: skip
+        failures, length, holding = self.link.execute(commands)[-3:]
+        moved = self._held.unknown(holding)  # at the tail: what BLMOVE put there
+        if not moved:
+            return []
+        batch = self.settings.batch
+        if batch == 1 and len(moved) == 1 and size(moved[0]) == 1:
+            return self._hold([failures, length, moved, 0])
+        reply = self.link.eval("claim", keys, self._claim_args(batch, adopt=len(moved)))
+        self._acks.clear()
+        return self._hold(reply)
 
     def _hold(self, reply: list[Any]) -> list[Item]:
-        """Take the claim script's reply as what this consumer now holds."""
-        self._held, self._dups = {}, {}
+        """Take a claim's reply: the envelopes now held (see claim.lua)."""
         self._busy = int(reply[1]) > 0  # the queue may hold more (see claim.lua)
-        return self._decode(reply[2], int(reply[0]) > 0)
+        envelopes = self._held.new(reply[2], whole=int(reply[3]) == 1)
+        return self._decode(envelopes, int(reply[0]) > 0)
 
-    def _decode(self, raws: list[bytes], counted: bool) -> list[Item]:
+    def _decode(self, envelopes: list[Envelope], counted: bool) -> list[Item]:
         items: list[Item] = []
         cap, held = self.settings.max_payload_bytes, self._held
-        for raw in raws:
-            try:
-                item = decode(raw, cap)
-            except BadPayload as exc:
-                self._dead_letter(raw, str(exc), "", "malformed")
-                continue
-            if held.setdefault(item.id, raw) is not raw:
-                self._dups.setdefault(item.id, []).append(raw)
-            items.append(item)
+        for envelope in envelopes:
+            for index, raw in enumerate(envelope.payloads):
+                try:
+                    item = decode(raw, cap)
+                except BadPayload as exc:
+                    self._dead_letter(envelope, index, str(exc), "", "malformed")
+                    continue
+                held.place(item.id, envelope, index)
+                items.append(item)
         if counted and items:  # some items failed before: fetch their counts
             failed = self._retry(self.link.client.hmget, self.keys.deliveries, [i.id for i in items])
             items = [
@@ -325,9 +354,12 @@ class ListConsumer:
             ]
         return items
 
-    def _dead_letter(self, raw: bytes, reason: str, item_id: str, kind: str, **extra: Any) -> None:
-        k = self.keys
-        record = dead_record(raw, reason, self.consumer, time.time(), id=item_id or None, **extra)
+    def _dead_letter(
+        self, envelope: Envelope, index: int, reason: str, item_id: str, kind: str, **extra: Any
+    ) -> None:
+        k, held, payload = self.keys, envelope.element, envelope.payloads[index]
+        rest = self._leave(envelope, index)
+        record = dead_record(payload, reason, self.consumer, time.time(), id=item_id or None, **extra)
         keys = [k.processing(self.consumer), k.dead, k.stats, k.deliveries, k.errors]
-        self._retry(self._scripts.dead, keys, [k.prefix, raw, record, item_id, kind])
+        self._retry(self._scripts.dead, keys, [k.prefix, held, rest, record, item_id, kind])
         self.notify(f"{os.getpid()} dead-lettered {item_id or 'a payload'}: {reason}")

@@ -2,7 +2,8 @@
 
 A producer *run* (id ``<run>``, items ``<run>:<n>``) is registered (``run:<run>``
 hash, the ``open`` and ``runs`` sets), then pushed in batches by one Lua call
-each (``push.lua``) on the link's Wire: the push, the run's ``produced`` count
+each (``push.lua``) on the link's Wire, a batch as one list element (an
+envelope: :mod:`pcq.core.redis_list.envelope`): the push, the run's ``produced`` count
 and a batch sequence number change together, so a push retried after a lost
 reply is not applied twice. The call pushes nothing while the queue is above
 the high-water mark: backpressure, :meth:`ListProducer.put` waits.
@@ -24,6 +25,7 @@ from pcq.core.errors import PcqError
 from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import encode_many, new_run_id
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.envelope import pack
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.link import ListLink, Notify
 from pcq.core.transport import Item
@@ -108,8 +110,8 @@ class ListProducer:
         s, run = self.settings, self.run
         raws = encode_many(items, run, s.max_payload_bytes)
         self._seq += 1
-        keys = [self.keys.queue, self.keys.run(run)]
-        args: list[bytes | str | int] = [s.high_water, self._seq, *raws]
+        keys = [self.keys.queue, self.keys.run(run), self.keys.queue_extra]
+        args: list[bytes | str | int] = [s.high_water, self._seq, len(raws), pack(raws)]
         deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
         pause = 0.005
         while True:
