@@ -73,7 +73,8 @@ def allowed_commands(role: str) -> set[str]:
 
     line = next(ln for ln in (ACL_DIR / "users.acl.in").read_text().splitlines()
                 if ln.startswith(f"user {role} "))
-    return {word[1:].lower() for word in line.split() if word.startswith("+") and "@" not in word}
+    words = (word.strip("()") for word in line.split())  # selectors: "(~key +cmd +cmd)"
+    return {word[1:].lower() for word in words if word.startswith("+") and "@" not in word}
 
 
 @pytest.mark.parametrize("script", sorted(p.stem for p in LUA_DIR.glob("*.lua")))

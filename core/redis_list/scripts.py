@@ -21,7 +21,7 @@ __all__ = ["SCRIPT_NAMES", "Scripts"]
 T = TypeVar("T")
 _LUA_DIR = Path(__file__).with_name("lua")
 SCRIPT_NAMES = ("push", "claim", "retry", "dead", "release", "reap", "drained")
-# Scripts that open envelopes get envelope.lua's functions put in front.
+# Scripts that open envelopes get lib/envelope.lua's functions put in front.
 _OPENS_ENVELOPES = frozenset({"claim", "reap"})
 
 
@@ -30,7 +30,7 @@ def _lua(name: str) -> str:
     source = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
     if name not in _OPENS_ENVELOPES:
         return source
-    prelude = (_LUA_DIR / "envelope.lua").read_text(encoding="utf-8")
+    prelude = (_LUA_DIR / "lib" / "envelope.lua").read_text(encoding="utf-8")
     if source.startswith("#!"):  # a shebang (script flags) must stay the first line
         shebang, _, body = source.partition("\n")
         return f"{shebang}\n{prelude}\n{body}"

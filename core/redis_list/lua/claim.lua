@@ -1,5 +1,5 @@
 -- Acknowledge handled items and/or claim the next items, in one call.
--- (Prepended with envelope.lua: size, lines, envelope.)
+-- (Prepended with lib/envelope.lua: size, lines, envelope.)
 -- KEYS[1] queue, KEYS[2] this consumer's processing list, KEYS[3] consumers set,
 -- KEYS[4] deliveries hash, KEYS[5] errors hash, KEYS[6] the queue's extra-items counter,
 -- KEYS[7] call-id key

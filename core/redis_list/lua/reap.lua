@@ -1,5 +1,5 @@
 -- Give the in-flight items of dead consumers (heartbeat expired) back to the queue.
--- (Prepended with envelope.lua: size, lines, envelope.)
+-- (Prepended with lib/envelope.lua: size, lines, envelope.)
 -- KEYS[1] consumers set, KEYS[2] queue, KEYS[3] deliveries, KEYS[4] errors, KEYS[5] dead,
 -- KEYS[6] stats, KEYS[7] the queue's extra-items counter
 -- ARGV[1] prefix, ARGV[2] max deliveries, ARGV[3] now (seconds, 3 decimals),
