@@ -44,6 +44,9 @@ from pcq.core.transport import Item
 __all__ = ["ListConsumer", "consumer_id"]
 
 ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
+# A draining consumer's longest wait for an item before it checks whether the
+# queue is drained (drained.lua): its exit comes this soon after the last item.
+DRAIN_GLANCE = 0.05
 
 
 def consumer_id() -> str:
@@ -160,14 +163,16 @@ class ListConsumer:
         One round trip either way: while the last claim left items in the
         queue, one claim call (which also acknowledges the previous batch);
         when it left the queue empty, a pipeline of acknowledge, ``BLMOVE``
-        (block up to ``timeout`` for one item) and claim up to ``batch - 1`` more.
+        (block up to ``timeout`` for one item) and what a claim needs besides.
+        A draining consumer blocks at most ``DRAIN_GLANCE`` before it asks
+        whether the queue is drained, so it leaves soon after the last item.
         """
         self.start()
         items: list[Item] = []
         if self._busy:
             items = self._claim(self.settings.batch)
         if not items:
-            items = self._wait_and_claim(timeout)
+            items = self._wait_and_claim(min(timeout, DRAIN_GLANCE) if self.drain else timeout)
         if items or not self.drain:
             return items
         return None if self.drained() else []

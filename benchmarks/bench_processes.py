@@ -1,0 +1,186 @@
+"""Benchmark: whole ``pcq produce`` + ``pcq consume`` processes vs raw redis-py scripts (not a test).
+
+What a user runs, start-up included: one producer process and one consumer
+process, started together against a throwaway ``redis-server``; the clock runs
+from their start until both have exited.
+
+* raw, batched: a Python script ``RPUSH``-ing 100 names per call, another
+  ``LPOP``-ing 100 at a time (``BLPOP`` when it finds nothing) until it has N;
+* raw, unbatched: ``RPUSH`` one name per call / ``BLPOP`` one;
+* pcq: ``pcq produce --items N --batch B --json`` (waits for its tally) and
+  ``pcq consume --drain --quiet --max-delay 0 --batch B`` (exits once drained).
+
+Every round runs the modes interleaved (raw, then each pcq given), so load
+changes hit them alike; the table shows every round, then medians. CPU per
+item sums the two processes' own CPU (``os.wait4``) and redis-server's
+(``INFO cpu``). ``--pcq`` may name several executables (e.g. an older checkout's
+``.venv/bin/pcq``) to compare versions in one run.
+
+Usage: ``python benchmarks/bench_processes.py [--items N] [--unbatched-items N]
+[--rounds R] [--pcq PATH ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from bench_redis import start_server
+
+RAW_PRODUCER = """
+import sys, redis
+from pcq.core.names import generated_name
+port, n, batch = (int(a) for a in sys.argv[1:4])
+r = redis.Redis(port=port)
+names = [generated_name(i) for i in range(n)]
+if batch == 1:
+    for name in names:
+        r.rpush("raw", name)
+else:
+    for i in range(0, n, batch):
+        r.rpush("raw", *names[i : i + batch])
+"""
+
+RAW_CONSUMER = """
+import sys, redis
+port, n, batch = (int(a) for a in sys.argv[1:4])
+r = redis.Redis(port=port)
+got = 0
+while got < n:
+    if batch == 1:
+        got += r.blpop(["raw"], timeout=1) is not None
+        continue
+    chunk = r.lpop("raw", batch)
+    if chunk:
+        got += len(chunk)
+    elif r.blpop(["raw"], timeout=1) is not None:
+        got += 1
+"""
+
+
+@dataclass
+class Sample:
+    """One run of one mode: wall seconds and CPU seconds (producer, consumer, redis)."""
+
+    seconds: float
+    cpu: dict[str, float]
+
+    def rate(self, n: int) -> float:
+        return n / self.seconds
+
+    def cpu_us(self, n: int) -> str:
+        parts = "+".join(f"{self.cpu[k] / n * 1e6:.1f}" for k in ("producer", "consumer", "redis"))
+        return f"{sum(self.cpu.values()) / n * 1e6:.1f} ({parts})"
+
+
+def redis_cpu(port: int) -> float:
+    with redis.Redis(port=port) as r:
+        info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def run_pair(port: int, producer: list[str], consumer: list[str], env: dict[str, str]) -> Sample:
+    """Start both processes at once; wait for both; return wall time and CPU."""
+    before = redis_cpu(port)
+    start = time.monotonic()
+    procs = {
+        "consumer": subprocess.Popen(consumer, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+        "producer": subprocess.Popen(producer, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+    }
+    cpu: dict[str, float] = {}
+    for role, proc in procs.items():
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu[role] = usage.ru_utime + usage.ru_stime
+        if proc.returncode != 0:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise SystemExit(f"{role} exited {proc.returncode}: {err[-2000:]}")
+    seconds = time.monotonic() - start
+    out = procs["producer"].stdout
+    if out is not None and "pcq" in producer[0]:
+        tally = json.loads(out.read())
+        if tally["lost"] != 0 or tally["consumed"] != tally["produced"]:
+            raise SystemExit(f"pcq lost items, figure not valid: {tally}")
+    for proc in procs.values():
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    cpu["redis"] = redis_cpu(port) - before
+    return Sample(seconds, cpu)
+
+
+def raw(port: int, n: int, batch: int) -> Sample:
+    args = [str(port), str(n), str(batch)]
+    with redis.Redis(port=port) as r:
+        r.delete("raw")
+    return run_pair(port, [sys.executable, "-c", RAW_PRODUCER, *args],
+                    [sys.executable, "-c", RAW_CONSUMER, *args], dict(os.environ))  # fmt: skip
+
+
+def pcq(port: int, n: int, batch: int, exe: str, queue: str) -> Sample:
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "PCQ_QUEUE": queue}
+    common = ["--batch", str(batch)]
+    producer = [exe, "produce", "--items", str(n), "--json", "--high-water", "10000", *common]
+    consumer = [exe, "consume", "--drain", "--quiet", "--max-delay", "0", *common]
+    return run_pair(port, producer, consumer, env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=500_000, help="items, batch 100")
+    parser.add_argument("--unbatched-items", type=int, default=20_000, help="items, batch 1")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pcq", nargs="+", default=[shutil.which("pcq") or "pcq"],
+                        help="pcq executables to compare (default: the one on PATH)")  # fmt: skip
+    opts = parser.parse_args()
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
+    modes = [("batch 100", opts.items, 100), ("unbatched", opts.unbatched_items, 1)]
+    results: dict[tuple[str, str], list[Sample]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        server, port = start_server(tmp)
+        try:
+            for rnd in range(opts.rounds):
+                for mode, n, batch in modes:
+                    with redis.Redis(port=port) as r:
+                        r.flushall()
+                    contenders = [("raw", lambda: raw(port, n, batch))]
+                    for i, exe in enumerate(opts.pcq):
+                        name = f"pcq{i}" if len(opts.pcq) > 1 else "pcq"
+                        contenders.append((name, lambda exe=exe, i=i: pcq(port, n, batch, exe,
+                                                                          f"b{rnd}{i}")))  # fmt: skip
+                    for name, go in contenders:
+                        sample = go()
+                        results.setdefault((mode, name), []).append(sample)
+                        print(f"round {rnd + 1} {mode:9} {name:5} {sample.rate(n):>10,.0f} items/s "
+                              f"{sample.seconds:6.2f} s  CPU us/item {sample.cpu_us(n)}  "
+                              f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    print()
+    for mode, n, _ in modes:
+        base = statistics.median(s.rate(n) for s in results[(mode, "raw")])
+        for (m, name), samples in results.items():
+            if m != mode:
+                continue
+            rates = [s.rate(n) for s in samples]
+            print(f"{mode:9} {name:5} median {statistics.median(rates):>10,.0f} items/s "
+                  f"(range {min(rates):,.0f}-{max(rates):,.0f}), "
+                  f"{statistics.median(rates) / base:.2f}x raw")  # fmt: skip
+    for i, exe in enumerate(opts.pcq):
+        print(f"pcq{i}: {Path(exe).resolve()}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
+
+
+if __name__ == "__main__":
+    main()
