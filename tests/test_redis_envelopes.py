@@ -43,7 +43,7 @@ def test_framing_round_trip() -> None:
 
 
 @pytest.mark.parametrize(("pushed", "claimed"), [(10, 3), (1, 10), (7, 7), (100, 1)])
-def test_any_batch_sizes_meet_and_nobody_holds_more_than_its_batch(
+def test_any_batch_sizes_meet_and_nobody_holds_more_than_two_batches(
     client: redis.Redis, redis_settings: RedisSettings, pushed: int, claimed: int
 ) -> None:
     settings = redis_settings.with_overrides(batch=claimed)
@@ -55,8 +55,9 @@ def test_any_batch_sizes_meet_and_nobody_holds_more_than_its_batch(
     consumer = ListConsumer(client, settings, consumer="c1", drain=True)
 
     def handle(item: Item) -> None:
-        # The bound: a consumer holds at most its batch, whatever the producer's was.
-        assert held_items(client, k.processing("c1")) <= claimed
+        # The bound, whatever the producer's batch was: this batch, and the next one
+        # claimed while it is handled (a fast consumer prefetches).
+        assert held_items(client, k.processing("c1")) <= 2 * claimed
         seen.append(item.id)
 
     try:
@@ -155,3 +156,59 @@ def test_a_reaper_gives_back_only_what_a_dead_consumer_had_not_acknowledged(
         reaper.close()
         victim.link.close()
     assert read_tally(client, k, run)["redelivered"] == 6
+
+
+def test_a_slow_consumer_holds_one_batch_and_leaves_the_rest_to_others(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    """Prefetch is for consumers that come back fast: a slow one never claims ahead."""
+    settings = redis_settings.with_overrides(batch=2)
+    k = Keys(settings.queue)
+    producer = ListProducer(client, settings)
+    run = producer.open_run()
+    producer.put(items(run, 0, 8))
+    slow = ListConsumer(client, settings, consumer="slow")
+    other = ListConsumer(client, settings, consumer="other")
+    try:
+        for _ in range(3):
+            batch = slow.get(0.5) or []
+            assert len(batch) == 2
+            assert held_items(client, k.processing("slow")) == 2  # nothing claimed ahead
+            time.sleep(0.06)  # handling takes longer than PREFETCH_BELOW
+            for item in batch:
+                slow.ack(item)
+        rest = other.get(0.5) or []
+        assert len(rest) == 2  # the last two were still in the queue for an idle consumer
+        for item in rest:
+            other.ack(item)
+    finally:
+        slow.close()
+        other.close()
+    assert read_tally(client, k, run)["consumed"] == 8
+
+
+def test_a_fast_consumer_claims_its_next_batch_while_it_handles_this_one(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(batch=2)
+    k = Keys(settings.queue)
+    producer = ListProducer(client, settings)
+    run = producer.open_run()
+    producer.put(items(run, 0, 7))
+    consumer = ListConsumer(client, settings, consumer="fast")
+    seen: list[str] = []
+    try:
+        for item in consumer.get(0.5) or []:
+            consumer.ack(item)
+            seen.append(item.id)
+        batch = consumer.get(0.5) or []  # back at once: the next claim goes out now
+        assert held_items(client, k.processing("fast")) == 4
+        for item in batch:
+            consumer.ack(item)
+            seen.append(item.id)
+        # Stopped here: close hands back the prefetched batch, nothing is lost.
+    finally:
+        consumer.close()
+    assert queued_items(client, settings) == 3 and client.llen(k.processing("fast")) == 0
+    tally = read_tally(client, k, run)
+    assert tally["consumed"] == 4 and tally["redelivered"] == 0 and len(seen) == 4

@@ -119,7 +119,8 @@ def test_a_reaped_consumer_registers_again_before_it_holds_anything(
         second = consumer.get(0.2) or []
         assert len(second) == 3
         assert client.sismember(k.consumers, "c1")  # before the claim, in the same call
-        assert held_items(client, k.processing("c1")) == 3
+        # Its batch (and the next one, when it came back fast enough to claim ahead).
+        assert held_items(client, k.processing("c1")) in (3, 6)
         for item in second:
             consumer.ack(item)
         rest = drain_all(consumer, 3)

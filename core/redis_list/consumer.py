@@ -47,6 +47,11 @@ ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
 # A draining consumer's longest wait for an item before it checks whether the
 # queue is drained (drained.lua): its exit comes this soon after the last item.
 DRAIN_GLANCE = 0.05
+# Prefetch (claim the next batch while handling this one) only for a consumer
+# that handled its previous batch within this many seconds: it holds at most
+# two batches, and the second waits no longer than this for its turn, so a slow
+# consumer never sits on work that an idle one could do.
+PREFETCH_BELOW = 0.05
 
 
 def consumer_id() -> str:
@@ -92,6 +97,9 @@ class ListConsumer:
         self.acked = 0  # acknowledgements so far; only this consumer's thread writes it
         self.rates = RateWindow()  # of `acked`, sampled by each heartbeat
         self._busy = True  # items were left in the queue: try a non-blocking claim first
+        self._prefetched: Callable[[], Any] | None = None  # reads an in-flight claim's reply
+        self._ready: list[Item] = []  # items of a landed prefetch, for the next get
+        self._last_get = -PREFETCH_BELOW  # monotonic time get last returned
         self._calls = 0
         self._call_prefix = uuid.uuid4().hex[:8]
         self._heart: Heartbeat | None = None  # beats and reaps from start() to close()
@@ -164,15 +172,23 @@ class ListConsumer:
         queue, one claim call (which also acknowledges the previous batch);
         when it left the queue empty, a pipeline of acknowledge, ``BLMOVE``
         (block up to ``timeout`` for one item) and what a claim needs besides.
+        A consumer that came back for more within ``PREFETCH_BELOW`` of its
+        previous batch, while the queue holds more, sends its next claim
+        before it handles this batch, so the round trip overlaps the work.
         A draining consumer blocks at most ``DRAIN_GLANCE`` before it asks
         whether the queue is drained, so it leaves soon after the last item.
         """
         self.start()
-        items: list[Item] = []
-        if self._busy:
+        self._land()
+        items, self._ready = self._ready, []
+        if not items and self._busy:
             items = self._claim(self.settings.batch)
         if not items:
             items = self._wait_and_claim(min(timeout, DRAIN_GLANCE) if self.drain else timeout)
+        now = time.monotonic()
+        if items and self._busy and now - self._last_get < PREFETCH_BELOW:
+            self._prefetch()
+        self._last_get = now
         if items or not self.drain:
             return items
         return None if self.drained() else []
@@ -249,6 +265,7 @@ class ListConsumer:
 
     def flush(self) -> None:
         """Send buffered acknowledgements now (a claim of nothing that carries them)."""
+        self._land()
         if self._acks:
             self.link.eval("claim", self._claim_keys, self._claim_args(0))
             self._acks.clear()
@@ -268,7 +285,8 @@ class ListConsumer:
                 self._stop_heart()
                 return
             try:
-                self.flush()
+                self.flush()  # a prefetched batch lands first: it is released too
+                self._ready = []
                 self.release([Item(i, "", 0.0) for i in self._held.ids()])
             finally:
                 if self._stop_heart():
@@ -299,6 +317,17 @@ class ListConsumer:
         settle = self._acks.args(covers_all=not self._held)
         k, me = self.keys, self.consumer
         return [k.prefix, me, self._call_prefix, self._calls, want, settle[0], adopt, *settle[1:]]
+
+    def _prefetch(self) -> None:
+        """Send the next claim now (with the acknowledgements so far); :meth:`_land` reads it."""
+        self._prefetched = self.link.send("claim", self._claim_keys, self._claim_args(self.settings.batch))
+        self._acks.clear()
+
+    def _land(self) -> None:
+        """Read a prefetched claim's reply, if one is in flight; its items wait in ``_ready``."""
+        if self._prefetched is not None:
+            receive, self._prefetched = self._prefetched, None
+            self._ready += self._hold(receive())
 
     def _claim(self, want: int) -> list[Item]:
         reply = self.link.eval("claim", self._claim_keys, self._claim_args(want))

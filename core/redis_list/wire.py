@@ -62,16 +62,39 @@ class Wire:
             return self._retry.call_with_retry(lambda: self._once(commands), lambda _: None)
 
     def _once(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        self.send(commands)
+        return self.receive(len(commands))
+
+    def send(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Send ``commands`` without waiting; :meth:`receive` reads their replies.
+
+        Used alone by a consumer's prefetch (its next claim travels while it
+        handles the current batch); nothing else may use the Wire in between.
+        """
         conn = self._conn
         if conn is None:
             conn = self._conn = self._checkout()
-        replies: list[Any] = []
-        error: ResponseError | None = None
         try:
             # hiredis packs directly: redis-py's packer first walks every
             # argument in Python (100 payloads per push, 100 ids per ack).
             conn.send_packed_command([b"".join([_pack(tuple(c)) for c in commands])])
-            for _ in commands:
+        except BaseException:
+            conn.disconnect()  # half a conversation: start the next one afresh
+            raise
+
+    def receive(self, count: int) -> list[Any]:
+        """Read the replies of the ``count`` commands sent last.
+
+        Raises:
+            ResponseError: the first error reply (after all replies were read).
+        """
+        conn = self._conn
+        if conn is None:
+            raise redis.ConnectionError("nothing was sent on this Wire")  # retried: sent again
+        replies: list[Any] = []
+        error: ResponseError | None = None
+        try:
+            for _ in range(count):
                 try:
                     replies.append(conn.read_response())
                 except ResponseError as exc:  # NOSCRIPT, WRONGTYPE...: the reply is read
