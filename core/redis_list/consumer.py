@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from pcq.core.redis_common.connection import stderr_log
-from pcq.core.redis_common.payload import BadPayload, dead_record, decode
+from pcq.core.redis_common.payload import BadPayload, dead_record, decode, decode_batch
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acks import AckBuffer
 from pcq.core.redis_list.envelope import pack, size
@@ -372,6 +372,12 @@ class ListConsumer:
         items: list[Item] = []
         cap, held = self.settings.max_payload_bytes, self._held
         for envelope in envelopes:
+            batch = decode_batch(envelope.payloads, cap) if len(envelope.payloads) > 1 else None
+            if batch is not None:  # all plain and valid: the batch's fast path
+                for index, item in enumerate(batch):
+                    held.place(item.id, envelope, index)
+                items += batch
+                continue
             for index, raw in enumerate(envelope.payloads):
                 try:
                     item = decode(raw, cap)
