@@ -16,8 +16,12 @@ item sums the two processes' own CPU (``os.wait4``) and redis-server's
 (``INFO cpu``). ``--pcq`` may name several executables (e.g. an older checkout's
 ``.venv/bin/pcq``) to compare versions in one run.
 
+``--local`` runs ``pcq local`` (one producer, one consumer, ``--max-delay 0
+--quiet``; ``--ack batch`` when batched) against a raw ``multiprocessing.Queue``
+script the same way, CPU counted over each process tree.
+
 Usage: ``python benchmarks/bench_processes.py [--items N] [--unbatched-items N]
-[--rounds R] [--pcq PATH ...]``.
+[--rounds R] [--pcq PATH ...] [--local]``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,36 @@ while got < n:
         got += len(chunk)
     elif r.blpop(["raw"], timeout=1) is not None:
         got += 1
+"""
+
+
+RAW_LOCAL = """
+import multiprocessing as mp, sys
+from pcq.core.names import generated_name
+n, batch = int(sys.argv[1]), int(sys.argv[2])
+
+def produce(q):
+    names = [generated_name(i) for i in range(n)]
+    if batch == 1:
+        for name in names:
+            q.put(name)
+    else:
+        for i in range(0, n, batch):
+            q.put(names[i : i + batch])
+    q.put(None)
+
+def consume(q):
+    while q.get() is not None:
+        pass
+
+if __name__ == "__main__":
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=produce, args=(q,)), ctx.Process(target=consume, args=(q,))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
 """
 
 
@@ -135,14 +169,54 @@ def pcq(port: int, n: int, batch: int, exe: str, queue: str) -> Sample:
     return run_pair(port, producer, consumer, env)
 
 
+def run_one(command: list[str]) -> Sample:
+    """One process tree (the local demo): wall time and the CPU of it and its children."""
+    start = time.monotonic()
+    before = os.times()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return Sample(time.monotonic() - start, {"producer": cpu, "consumer": 0.0, "redis": 0.0})
+
+
+def local(rounds: int, n: int, batch: int, exes: list[str]) -> None:
+    """``pcq local`` (1 producer, 1 consumer) vs a raw multiprocessing.Queue script, whole processes."""
+    rates: dict[str, list[float]] = {}
+    for rnd in range(rounds):
+        contenders = [("raw", [sys.executable, "-c", RAW_LOCAL, str(n), str(batch)])]
+        for i, exe in enumerate(exes):
+            contenders.append((f"pcq{i}", [exe, "local", "--producers", "1", "--consumers", "1",
+                                           "--items", str(n), "--batch", str(batch), "--max-delay",
+                                           "0", "--quiet", "--ack", "batch" if batch > 1 else "item"]))  # fmt: skip
+        for name, command in contenders:
+            sample = run_one(command)
+            rates.setdefault(name, []).append(sample.rate(n))
+            print(f"round {rnd + 1} local batch {batch:<3} {name:5} {sample.rate(n):>10,.0f} items/s "
+                  f"{sample.seconds:6.2f} s  CPU us/item {sample.cpu['producer'] / n * 1e6:.1f} "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    base = statistics.median(rates["raw"])
+    for name, values in rates.items():
+        print(f"local batch {batch:<3} {name:5} median {statistics.median(values):>10,.0f} items/s "
+              f"(range {min(values):,.0f}-{max(values):,.0f}), {statistics.median(values) / base:.2f}x raw")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=500_000, help="items, batch 100")
     parser.add_argument("--unbatched-items", type=int, default=20_000, help="items, batch 1")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pcq", nargs="+", default=[shutil.which("pcq") or "pcq"],
-                        help="pcq executables to compare (default: the one on PATH)")  # fmt: skip
+    beside = Path(sys.executable).with_name("pcq")  # this interpreter's own pcq, if installed
+    default = str(beside) if beside.exists() else shutil.which("pcq") or "pcq"
+    parser.add_argument("--pcq", nargs="+", default=[default],
+                        help="pcq executables to compare (default: this Python's)")  # fmt: skip
+    parser.add_argument("--local", action="store_true",
+                        help="pcq local vs a raw multiprocessing.Queue script instead of Redis")  # fmt: skip
     opts = parser.parse_args()
+    if opts.local:
+        print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
+        local(opts.rounds, opts.unbatched_items, 1, opts.pcq)
+        local(opts.rounds, opts.items, 100, opts.pcq)
+        return
     print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
     modes = [("batch 100", opts.items, 100), ("unbatched", opts.unbatched_items, 1)]
     results: dict[tuple[str, str], list[Sample]] = {}
