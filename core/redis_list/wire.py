@@ -14,6 +14,22 @@ machine, interleaved with the previous code: unbatched went from 0.39x-0.54x
 of a raw redis-py ``RPUSH``/``BLPOP`` loop to 0.74x-0.87x, and batched from
 12-14 us to about 9 us of CPU per item (producer + consumer + redis-server),
 with the payload speed-ups of the same branch.
+
+Re-measured with envelopes (issue 11: one list element per batch), where the
+per-command overhead was expected to matter less: the same in-process producer
+and consumer, once on the Wire and once on redis-py's own script and pipeline
+API (``Script.__call__``, ``pipeline(transaction=False)``), interleaved, 2 runs
+each, load average 25-30 (other jobs running). Client CPU per item:
+
+============  ======================  ======================
+              Wire (prod / cons, us)  redis-py (prod / cons)
+============  ======================  ======================
+unbatched     33 / 50, 36 / 49        93 / 98, 90 / 101
+batch 100     2.3 / 5.8, 2.3 / 4.3    2.6 / 5.0, 2.5 / 4.8
+============  ======================  ======================
+
+Batched, one call per 100 items: no difference worth a hand-written path.
+Unbatched, redis-py costs twice the client CPU per item, so the Wire stays.
 """
 
 from __future__ import annotations
