@@ -36,41 +36,27 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import redis
 from bench_redis import start_server
 
+# The raw loops are bench_redis.py's own, run as whole processes from this folder.
 RAW_PRODUCER = """
 import sys, redis
+from bench_redis import raw_push
 from pcq.core.names import generated_name
 port, n, batch = (int(a) for a in sys.argv[1:4])
-r = redis.Redis(port=port)
-names = [generated_name(i) for i in range(n)]
-if batch == 1:
-    for name in names:
-        r.rpush("raw", name)
-else:
-    for i in range(0, n, batch):
-        r.rpush("raw", *names[i : i + batch])
+raw_push(redis.Redis(port=port), [generated_name(i) for i in range(n)], batch)
 """
 
 RAW_CONSUMER = """
 import sys, redis
+from bench_redis import raw_pop
 port, n, batch = (int(a) for a in sys.argv[1:4])
-r = redis.Redis(port=port)
-got = 0
-while got < n:
-    if batch == 1:
-        got += r.blpop(["raw"], timeout=1) is not None
-        continue
-    chunk = r.lpop("raw", batch)
-    if chunk:
-        got += len(chunk)
-    elif r.blpop(["raw"], timeout=1) is not None:
-        got += 1
+raw_pop(redis.Redis(port=port), n, batch)
 """
-
 
 RAW_LOCAL = """
 import multiprocessing as mp, sys
@@ -157,8 +143,9 @@ def raw(port: int, n: int, batch: int) -> Sample:
     args = [str(port), str(n), str(batch)]
     with redis.Redis(port=port) as r:
         r.delete("raw")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # for bench_redis
     return run_pair(port, [sys.executable, "-c", RAW_PRODUCER, *args],
-                    [sys.executable, "-c", RAW_CONSUMER, *args], dict(os.environ))  # fmt: skip
+                    [sys.executable, "-c", RAW_CONSUMER, *args], env)  # fmt: skip
 
 
 def pcq(port: int, n: int, batch: int, exe: str, queue: str) -> Sample:
@@ -227,11 +214,10 @@ def main() -> None:
                 for mode, n, batch in modes:
                     with redis.Redis(port=port) as r:
                         r.flushall()
-                    contenders = [("raw", lambda: raw(port, n, batch))]
+                    contenders = [("raw", partial(raw, port, n, batch))]
                     for i, exe in enumerate(opts.pcq):
                         name = f"pcq{i}" if len(opts.pcq) > 1 else "pcq"
-                        contenders.append((name, lambda exe=exe, i=i: pcq(port, n, batch, exe,
-                                                                          f"b{rnd}{i}")))  # fmt: skip
+                        contenders.append((name, partial(pcq, port, n, batch, exe, f"b{rnd}{i}")))
                     for name, go in contenders:
                         sample = go()
                         results.setdefault((mode, name), []).append(sample)

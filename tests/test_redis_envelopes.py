@@ -32,6 +32,22 @@ def items(run: str, first: int, last: int) -> list[Item]:
     return [Item(f"{run}:{i}", f"name {i}", time.time()) for i in range(first, last)]
 
 
+def pushed(client: redis.Redis, base: RedisSettings, batch: int, n: int,
+           *, close: bool = True) -> tuple[RedisSettings, Keys, str]:
+    """A queue with consumer batch ``batch`` holding one envelope of ``n`` items of a new run.
+
+    ``close``: the run's stream is closed too (a draining consumer then stops).
+    """
+    settings = base.with_overrides(batch=batch)
+    producer = ListProducer(client, settings)
+    run = producer.open_run()
+    producer.put(items(run, 0, n))
+    if close:
+        producer.end_stream()
+    producer.close()
+    return settings, Keys(settings.queue), run
+
+
 def test_framing_round_trip() -> None:
     assert pack([b"a"]) == b"a" and unpack(b"a") == [b"a"] and size(b"a") == 1
     element = pack([b"{1}", b"{2}", b"{3}"])
@@ -73,16 +89,11 @@ def test_any_batch_sizes_meet_and_nobody_holds_more_than_two_batches(
 def test_a_bad_payload_in_an_envelope_is_dead_lettered_alone(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
-    settings = redis_settings.with_overrides(batch=100)
-    k = Keys(settings.queue)
-    producer = ListProducer(client, settings)
-    run = producer.open_run()
-    producer.put(items(run, 0, 99))
+    settings, k, run = pushed(client, redis_settings, 100, 99)
     [element] = client.lrange(k.queue, 0, -1)
     good = unpack(element)
     client.delete(k.queue)
     client.rpush(k.queue, pack([*good[:50], b"not json", *good[50:]]))
-    producer.end_stream()
     seen: list[str] = []
     consumer = ListConsumer(client, settings, consumer="c1", drain=True)
     try:
@@ -99,11 +110,7 @@ def test_a_bad_payload_in_an_envelope_is_dead_lettered_alone(
 def test_a_nack_and_a_release_take_only_their_item_out(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
-    settings = redis_settings.with_overrides(batch=5)
-    k = Keys(settings.queue)
-    producer = ListProducer(client, settings)
-    run = producer.open_run()
-    producer.put(items(run, 0, 5))
+    settings, k, run = pushed(client, redis_settings, 5, 5)
     consumer = ListConsumer(client, settings, consumer="c1")
     try:
         held = consumer.get(0.5) or []
@@ -132,11 +139,7 @@ def test_a_nack_and_a_release_take_only_their_item_out(
 def test_a_reaper_gives_back_only_what_a_dead_consumer_had_not_acknowledged(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
-    settings = redis_settings.with_overrides(batch=10)
-    k = Keys(settings.queue)
-    producer = ListProducer(client, settings)
-    run = producer.open_run()
-    producer.put(items(run, 0, 10))
+    settings, k, run = pushed(client, redis_settings, 10, 10)
     victim = ListConsumer(client, settings, consumer="victim")
     reaper = ListConsumer(client, settings, consumer="reaper")
     try:
@@ -162,11 +165,7 @@ def test_a_slow_consumer_holds_one_batch_and_leaves_the_rest_to_others(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
     """Prefetch is for consumers that come back fast: a slow one never claims ahead."""
-    settings = redis_settings.with_overrides(batch=2)
-    k = Keys(settings.queue)
-    producer = ListProducer(client, settings)
-    run = producer.open_run()
-    producer.put(items(run, 0, 8))
+    settings, k, run = pushed(client, redis_settings, 2, 8)
     slow = ListConsumer(client, settings, consumer="slow")
     other = ListConsumer(client, settings, consumer="other")
     try:
@@ -190,11 +189,7 @@ def test_a_slow_consumer_holds_one_batch_and_leaves_the_rest_to_others(
 def test_a_fast_consumer_claims_its_next_batch_while_it_handles_this_one(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
-    settings = redis_settings.with_overrides(batch=2)
-    k = Keys(settings.queue)
-    producer = ListProducer(client, settings)
-    run = producer.open_run()
-    producer.put(items(run, 0, 7))
+    settings, k, run = pushed(client, redis_settings, 2, 7)
     consumer = ListConsumer(client, settings, consumer="fast")
     seen: list[str] = []
     try:
