@@ -7,7 +7,13 @@ processing list in one round trip on the link's Wire (``claim.lua``, or
 since the previous claim (:class:`~pcq.core.redis_list.acks.AckBuffer`);
 :meth:`~ListConsumer.nack` (``retry.lua`` / ``dead.lua``) and
 :meth:`~ListConsumer.release` (``release.lua``) go through redis-py at once.
-A heartbeat thread beats and reaps (``reap.lua``).
+A heartbeat thread beats (``beat.lua``) and reaps (``reap.lua``, then the
+dead-letter retention, ``retain.lua``).
+
+On a full Redis (``maxmemory``, ``noeviction``) every step here still runs:
+the scripts are flagged ``allow-oom`` (see :mod:`pcq.core.redis_list.scripts`),
+and when Redis refuses ``BLMOVE`` (its own command, not a script) :meth:`get`
+polls with the claim script instead.
 
 Consumer ids are ``<hostname>:<pid>`` (in a container the hostname is the
 container id), so ``pcq consume --check`` finds its own container's consumer.
@@ -30,11 +36,12 @@ from typing import Any
 
 import redis
 
-from pcq.core.errors import PcqError
+from pcq.core.errors import PcqError, RedisFull
 from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import BadPayload, dead_record, decode
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acks import AckBuffer
+from pcq.core.redis_list.dead_letters import retain
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.link import ListLink, Notify
 from pcq.core.redis_list.rates import RateWindow
@@ -122,10 +129,10 @@ class ListConsumer:
             {"host": socket.gethostname(), "pid": os.getpid(), "ttl": ttl, "at": now,
              "acked": acked, "since": [round(since_at, 3), since]}
         )
-        with self.link.client.pipeline(transaction=True) as pipe:
-            pipe.set(k.heartbeat(self.consumer), value, px=int(ttl * 1000))
-            pipe.sadd(k.consumers, self.consumer)
-            pipe.execute()
+        # beat.lua, not MULTI: it runs on a full Redis (allow-oom), so a busy
+        # consumer is never taken for dead there.
+        self._scripts.beat([k.heartbeat(self.consumer), k.consumers],
+                           [value, int(ttl * 1000), self.consumer])  # fmt: skip
 
     def reap(self, predecessor: str = "") -> tuple[int, int, int]:
         """Requeue the items of consumers whose heartbeat expired.
@@ -153,7 +160,16 @@ class ListConsumer:
                 f"reaped {reaped} dead consumer(s): {requeued} item(s) back in the queue, "
                 f"{dead} dead-lettered"
             )
+        self._retain()
         return reaped, requeued, dead
+
+    def _retain(self) -> None:
+        """Trim the dead-letter list to its retention caps (counted; a line when trimmed)."""
+        trimmed = retain(self._scripts, self.keys, self.settings, time.time())
+        if trimmed:
+            self.notify(f"dead letters: {trimmed} oldest trimmed by retention "
+                        f"(PCQ_DEAD_MAX {self.settings.dead_max}, "
+                        f"PCQ_DEAD_MAX_AGE {self.settings.dead_max_age}s)")  # fmt: skip
 
     # The Consumer role -----------------------------------------------------------
     def get(self, timeout: float) -> Sequence[Item] | None:
@@ -169,7 +185,13 @@ class ListConsumer:
         if self._busy:
             items = self._claim(self.settings.batch)
         if not items:
-            items = self._wait_and_claim(timeout)
+            try:
+                items = self._wait_and_claim(timeout)
+            except RedisFull:
+                # Redis refuses BLMOVE at maxmemory (the queue is empty, something
+                # else filled it): poll with the claim script, which may run there.
+                time.sleep(timeout)
+                items = self._claim(self.settings.batch)
         if items or not self.drain:
             return items
         return None if self.drained() else []
@@ -246,12 +268,8 @@ class ListConsumer:
         return True
 
     def _deregister(self) -> None:
-        k, me, client = self.keys, self.consumer, self.link.client
-        if client.llen(k.processing(me)) == 0:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.srem(k.consumers, me)
-                pipe.delete(k.heartbeat(me), k.call(me), k.processing(me))
-                pipe.execute()
+        k, me = self.keys, self.consumer
+        self._scripts.leave([k.processing(me), k.consumers, k.heartbeat(me), k.call(me)], [me])
 
     # Claims ----------------------------------------------------------------------
     def _take(self, item: Item) -> bytes:
@@ -330,4 +348,5 @@ class ListConsumer:
         record = dead_record(raw, reason, self.consumer, time.time(), id=item_id or None, **extra)
         keys = [k.processing(self.consumer), k.dead, k.stats, k.deliveries, k.errors]
         self._retry(self._scripts.dead, keys, [k.prefix, raw, record, item_id, kind])
+        self._retry(self._retain)
         self.notify(f"{os.getpid()} dead-lettered {item_id or 'a payload'}: {reason}")

@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- Acknowledge handled items and/or claim the next batch, in one call.
+-- allow-oom: acknowledging is what frees memory, and a claim moves payloads
+-- (queue -> processing list) without growing them: both must work on a full Redis.
 -- KEYS[1] queue, KEYS[2] this consumer's processing list, KEYS[3] consumers set,
 -- KEYS[4] deliveries hash, KEYS[5] errors hash, KEYS[6] (unused), KEYS[7] call-id key
 -- ARGV[1] key prefix, ARGV[2] consumer id, ARGV[3] call-id prefix, ARGV[4] call number,

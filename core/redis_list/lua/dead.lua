@@ -1,4 +1,6 @@
+#!lua flags=allow-oom
 -- Move one payload from a processing list to the dead-letter list.
+-- allow-oom: dead-lettering must work on a full Redis (retain.lua bounds the list).
 -- KEYS[1] processing list, KEYS[2] dead list, KEYS[3] stats, KEYS[4] deliveries, KEYS[5] errors
 -- ARGV[1] prefix, ARGV[2] payload, ARGV[3] record (JSON), ARGV[4] item id ('' if unknown),
 -- ARGV[5] counter to bump besides dead_letters ('' for none, e.g. 'malformed')
