@@ -53,7 +53,8 @@ def newest(client: redis.Redis, keys: Keys, page: int = PAGE) -> Iterator[DeadLe
     seen: set[bytes] = set()
     while end >= 0:
         start = max(0, end - page + 1)
-        for raw in reversed(client.lrange(keys.dead, start, end)):
+        for reply in reversed(client.lrange(keys.dead, start, end)):
+            raw = reply if isinstance(reply, bytes) else str(reply).encode("utf-8")
             if raw not in seen:  # the list moved under us (trimmed at the head)
                 seen.add(raw)
                 yield DeadLetter.parse(raw)
