@@ -11,6 +11,10 @@ restart):
   per attempt (``pcq: redis at host:port unreachable (ConnectionError), retry
   3/10 in 1.6s``) and finally raising :class:`~pcq.core.errors.ConnectionFailed`.
 
+A full Redis (``OOM`` reply: ``maxmemory`` reached under ``noeviction``) is not
+an outage: it becomes :class:`~pcq.core.errors.RedisFull`, which producers wait
+out as backpressure (:mod:`pcq.core.redis_list.producer`).
+
 A wrong password is never retried (redis-py's ``AuthenticationError`` is a
 ``ConnectionError`` subclass, hence the filter) and becomes one line, exit 1.
 Messages name ``host:port`` only: URLs may carry a password.
@@ -30,13 +34,14 @@ from redis.exceptions import (
     AuthorizationError,
     BusyLoadingError,
     NoPermissionError,
+    OutOfMemoryError,
     RedisError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from pcq.core.errors import ConnectionFailed, PcqError
+from pcq.core.errors import ConnectionFailed, PcqError, RedisFull
 from pcq.core.redis_common.settings import RedisSettings
 
 __all__ = ["RETRYABLE", "Retrier", "connect", "explain", "stderr_log", "text"]
@@ -109,6 +114,9 @@ def explain(exc: BaseException, settings: RedisSettings) -> PcqError:
         if settings.password is None:
             return PcqError(f"redis at {where} requires a password: put it in REDIS_URL")
         return PcqError(f"redis at {where} refused our credentials ({_first_line(exc)})")
+    if isinstance(exc, OutOfMemoryError):
+        return RedisFull(f"redis at {where} is full (maxmemory reached, nothing evicted): "
+                         f"{_first_line(exc)}")
     if isinstance(exc, NoPermissionError):
         return PcqError(f"redis at {where}: permission denied ({_first_line(exc)})")
     if isinstance(exc, RETRYABLE):

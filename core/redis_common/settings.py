@@ -13,11 +13,17 @@ Environment variables (command-line option in brackets):
 ``PCQ_BATCH``           items per Redis round trip, default 1 (``--batch``)
 ``PCQ_MAX_DELIVERIES``  deliveries before dead-lettering, default 5
 ``PCQ_HIGH_WATER``      producer waits while the queue is this long (10000)
+``PCQ_HIGH_WATER_BYTES`` ... or while the queue list takes this many bytes in
+                        Redis (``MEMORY USAGE``; ``64mb`` style; 0 = off, the default)
+``PCQ_FULL_TIMEOUT``    producer gives up after Redis stayed full (maxmemory)
+                        this many seconds, default 300 (``--full-timeout``)
 ``PCQ_HEARTBEAT_TTL``   consumer heartbeat lifetime in seconds, default 5
 ``PCQ_MAX_PAYLOAD_BYTES`` size cap of one encoded item, default 64 KiB
 ``PCQ_MAX_DELAY``       consumer's handler sleeps up to this long (0.5 s)
 ``PCQ_ITEMS``           producer: number of generated items (``--items``)
 ``PCQ_REDIS_RETRIES``   reconnection attempts before giving up, default 10
+``PCQ_DEAD_MAX``        dead letters kept, oldest trimmed first, default 1000
+``PCQ_DEAD_MAX_AGE``    dead letters older than this many seconds are trimmed (7 days)
 ======================  =====================================================
 
 Bad values raise :class:`pcq.core.errors.UsageProblem` (one line, exit 2).
@@ -35,25 +41,45 @@ from urllib.parse import unquote, urlsplit
 
 from pcq.core.errors import UsageProblem
 
-__all__ = ["DEFAULT_URL", "RedisSettings", "redact_url"]
+__all__ = ["DEFAULT_URL", "RedisSettings", "parse_size", "redact_url"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 MAX_BATCH = 1000  # Lua's unpack() stack limit is ~8000 values; stay well below it
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*(b|kb|k|kib|mb|m|mib|gb|g|gib)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+          "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"65536"``, ``"64kb"``, ``"64mb"``, ``"1gb"`` (powers of 1024, as Redis reads them).
+
+    Raises:
+        ValueError: not a size.
+    """
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (e.g. 65536, 64kb, 64mb, 1gb)")
+    return int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
+
 
 # env var -> (field name, parser)
-_ENV: dict[str, tuple[str, type]] = {
+_ENV: dict[str, tuple[str, Any]] = {
     "REDIS_URL": ("url", str),
     "PCQ_QUEUE": ("queue", str),
     "PCQ_BATCH": ("batch", int),
     "PCQ_MAX_DELIVERIES": ("max_deliveries", int),
     "PCQ_HIGH_WATER": ("high_water", int),
+    "PCQ_HIGH_WATER_BYTES": ("high_water_bytes", parse_size),
+    "PCQ_FULL_TIMEOUT": ("full_timeout", float),
     "PCQ_HEARTBEAT_TTL": ("heartbeat_ttl", float),
     "PCQ_MAX_PAYLOAD_BYTES": ("max_payload_bytes", int),
     "PCQ_MAX_DELAY": ("max_delay", float),
     "PCQ_ITEMS": ("items", int),
     "PCQ_REDIS_RETRIES": ("retries", int),
     "PCQ_RUN_TTL": ("run_ttl", int),
+    "PCQ_DEAD_MAX": ("dead_max", int),
+    "PCQ_DEAD_MAX_AGE": ("dead_max_age", int),
 }
 
 
@@ -81,6 +107,10 @@ class RedisSettings:
         max_deliveries: Deliveries after which a failing item is dead-lettered.
         high_water: The producer waits while the queue holds this many items
             (0 disables backpressure).
+        high_water_bytes: ... or while the queue list takes this many bytes in
+            Redis, as ``MEMORY USAGE`` estimates it (0: no byte limit).
+        full_timeout: Seconds a producer waits on a full Redis (maxmemory
+            reached) before it gives up.
         heartbeat_ttl: Seconds a consumer's heartbeat lives without refresh.
         max_payload_bytes: Encoded items larger than this are dead-lettered.
         max_delay: Upper bound of the demo handler's random sleep (seconds).
@@ -88,6 +118,8 @@ class RedisSettings:
         retries: Reconnection attempts before a command gives up.
         run_ttl: Seconds a finished run's acked set and tally stay in Redis
             (0: for ever); see :func:`pcq.core.redis_list.tally.retire_run`.
+        dead_max: Dead letters kept (0: no cap); the oldest are trimmed, and counted.
+        dead_max_age: Seconds a dead letter is kept (0: for ever).
     """
 
     url: str = DEFAULT_URL
@@ -95,12 +127,16 @@ class RedisSettings:
     batch: int = 1
     max_deliveries: int = 5
     high_water: int = 10_000
+    high_water_bytes: int = 0
+    full_timeout: float = 300.0
     heartbeat_ttl: float = 5.0
     max_payload_bytes: int = 64 * 1024
     max_delay: float = 0.5
     items: int | None = None
     retries: int = 10
     run_ttl: int = 7 * 24 * 3600
+    dead_max: int = 1000
+    dead_max_age: int = 7 * 24 * 3600
 
     def __post_init__(self) -> None:
         self._check_url()
@@ -115,6 +151,14 @@ class RedisSettings:
         if 0 < self.high_water < self.batch:
             raise UsageProblem(
                 f"high-water mark ({self.high_water}) must be at least the batch ({self.batch})"
+            )
+        if self.high_water_bytes < 0:
+            raise UsageProblem(f"high-water bytes must be >= 0, got {self.high_water_bytes}")
+        if not (math.isfinite(self.full_timeout) and self.full_timeout >= 0):
+            raise UsageProblem(f"full timeout must be >= 0 seconds, got {self.full_timeout}")
+        if self.dead_max < 0 or self.dead_max_age < 0:
+            raise UsageProblem(
+                f"dead-letter retention must be >= 0, got {self.dead_max} / {self.dead_max_age}s"
             )
         if not (math.isfinite(self.heartbeat_ttl) and self.heartbeat_ttl >= 1):
             raise UsageProblem(f"heartbeat TTL must be >= 1 second, got {self.heartbeat_ttl}")
@@ -159,7 +203,8 @@ class RedisSettings:
             try:
                 values[name] = kind(raw)
             except ValueError:
-                raise UsageProblem(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+                what = "size" if kind is parse_size else kind.__name__
+                raise UsageProblem(f"{var}={raw!r} is not a valid {what}") from None
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> RedisSettings:

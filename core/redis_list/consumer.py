@@ -7,7 +7,13 @@ processing list in one round trip on the link's Wire (``claim.lua``, or
 since the previous claim (:class:`~pcq.core.redis_list.acks.AckBuffer`);
 :meth:`~ListConsumer.nack` (``retry.lua`` / ``dead.lua``) and
 :meth:`~ListConsumer.release` (``release.lua``) go through redis-py at once.
-A heartbeat thread beats and reaps (``reap.lua``).
+A heartbeat thread beats (``beat.lua``) and reaps (``reap.lua``, then the
+dead-letter retention, ``retain.lua``).
+
+On a full Redis (``maxmemory``, ``noeviction``) every step here still runs:
+the scripts are flagged ``allow-oom`` (see :mod:`pcq.core.redis_list.scripts`),
+and when Redis refuses ``BLMOVE`` (its own command, not a script) :meth:`get`
+polls with the claim script instead.
 
 Consumer ids are ``<hostname>:<pid>`` (in a container the hostname is the
 container id), so ``pcq consume --check`` finds its own container's consumer.
@@ -30,10 +36,12 @@ from typing import Any
 
 import redis
 
+from pcq.core.errors import RedisFull
 from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import BadPayload, dead_record, decode, decode_batch
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acks import AckBuffer
+from pcq.core.redis_list.dead_letters import retain
 from pcq.core.redis_list.envelope import pack, size
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.held import ACKED, Envelope, Held
@@ -131,10 +139,10 @@ class ListConsumer:
             {"host": socket.gethostname(), "pid": os.getpid(), "ttl": ttl, "at": now,
              "acked": acked, "since": [round(since_at, 3), since]}
         )
-        with self.link.client.pipeline(transaction=True) as pipe:
-            pipe.set(k.heartbeat(self.consumer), value, px=int(ttl * 1000))
-            pipe.sadd(k.consumers, self.consumer)
-            pipe.execute()
+        # beat.lua, not MULTI: it runs on a full Redis (allow-oom), so a busy
+        # consumer is never taken for dead there.
+        self._scripts.beat([k.heartbeat(self.consumer), k.consumers],
+                           [value, int(ttl * 1000), self.consumer])  # fmt: skip
 
     def reap(self, predecessor: str = "") -> tuple[int, int, int]:
         """Requeue the items of consumers whose heartbeat expired.
@@ -162,7 +170,16 @@ class ListConsumer:
                 f"reaped {reaped} dead consumer(s): {requeued} item(s) back in the queue, "
                 f"{dead} dead-lettered"
             )
+        self._retain()
         return reaped, requeued, dead
+
+    def _retain(self) -> None:
+        """Trim the dead-letter list to its retention caps (counted; a line when trimmed)."""
+        trimmed = retain(self._scripts, self.keys, self.settings, time.time())
+        if trimmed:
+            self.notify(f"dead letters: {trimmed} oldest trimmed by retention "
+                        f"(PCQ_DEAD_MAX {self.settings.dead_max}, "
+                        f"PCQ_DEAD_MAX_AGE {self.settings.dead_max_age}s)")  # fmt: skip
 
     # The Consumer role -----------------------------------------------------------
     def get(self, timeout: float) -> Sequence[Item] | None:
@@ -184,7 +201,14 @@ class ListConsumer:
         if not items and self._busy:
             items = self._claim(self.settings.batch)
         if not items:
-            items = self._wait_and_claim(min(timeout, DRAIN_GLANCE) if self.drain else timeout)
+            wait = min(timeout, DRAIN_GLANCE) if self.drain else timeout
+            try:
+                items = self._wait_and_claim(wait)
+            except RedisFull:
+                # Redis refuses BLMOVE at maxmemory (the queue is empty, something
+                # else filled it): poll with the claim script, which may run there.
+                time.sleep(wait)
+                items = self._claim(self.settings.batch)
         now = time.monotonic()
         if items and self._busy and now - self._last_get < PREFETCH_BELOW:
             self._prefetch()
@@ -222,7 +246,7 @@ class ListConsumer:
             self._dead_letter(envelope, index, why, item.id, "", deliveries=item.deliveries)
             return
         k, held, payload = self.keys, envelope.element, envelope.payloads[index]
-        rest = self._leave(envelope, index)
+        rest = self._take_out(envelope, index)
         keys = [k.processing(self.consumer), k.queue, k.deliveries, k.errors, k.stats]
         self._retry(self._scripts.retry, keys, [k.prefix, held, rest, payload, item.id, reason])
 
@@ -250,7 +274,7 @@ class ListConsumer:
         k = self.keys
         self._retry(self._scripts.release, [k.processing(self.consumer), k.queue, k.queue_extra], args)
 
-    def _leave(self, envelope: Envelope, index: int) -> bytes:
+    def _take_out(self, envelope: Envelope, index: int) -> bytes:
         """Take one item out of its envelope (nack, dead letter); return what stays of it.
 
         An envelope left with acknowledged items only is dropped by the flush that
@@ -303,12 +327,8 @@ class ListConsumer:
         return True
 
     def _deregister(self) -> None:
-        k, me, client = self.keys, self.consumer, self.link.client
-        if client.llen(k.processing(me)) == 0:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.srem(k.consumers, me)
-                pipe.delete(k.heartbeat(me), k.call(me), k.processing(me))
-                pipe.execute()
+        k, me = self.keys, self.consumer
+        self._scripts.leave([k.processing(me), k.consumers, k.heartbeat(me), k.call(me)], [me])
 
     # Claims ----------------------------------------------------------------------
     def _claim_args(self, want: int, adopt: int = 0) -> list[Any]:
@@ -398,8 +418,9 @@ class ListConsumer:
         self, envelope: Envelope, index: int, reason: str, item_id: str, kind: str, **extra: Any
     ) -> None:
         k, held, payload = self.keys, envelope.element, envelope.payloads[index]
-        rest = self._leave(envelope, index)
+        rest = self._take_out(envelope, index)
         record = dead_record(payload, reason, self.consumer, time.time(), id=item_id or None, **extra)
         keys = [k.processing(self.consumer), k.dead, k.stats, k.deliveries, k.errors]
         self._retry(self._scripts.dead, keys, [k.prefix, held, rest, record, item_id, kind])
+        self._retry(self._retain)
         self.notify(f"{os.getpid()} dead-lettered {item_id or 'a payload'}: {reason}")

@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- Acknowledge handled items and/or claim the next items, in one call.
+-- allow-oom: acknowledging is what frees memory, and a claim moves payloads
+-- (queue -> processing list) without growing them: both must work on a full Redis.
 -- (Prepended with lib/envelope.lua: size, lines, envelope.)
 -- KEYS[1] queue, KEYS[2] this consumer's processing list, KEYS[3] consumers set,
 -- KEYS[4] deliveries hash, KEYS[5] errors hash, KEYS[6] the queue's extra-items counter,

@@ -1,4 +1,6 @@
+#!lua flags=allow-oom
 -- Move one payload from a processing list's envelope to the dead-letter list.
+-- allow-oom: dead-lettering must work on a full Redis (retain.lua bounds the list).
 -- KEYS[1] processing list, KEYS[2] dead list, KEYS[3] stats, KEYS[4] deliveries, KEYS[5] errors
 -- ARGV[1] prefix, ARGV[2] the payload's envelope as held, ARGV[3] that envelope without
 -- the payload ('' when it was the only one), ARGV[4] record (JSON), ARGV[5] item id

@@ -1,4 +1,6 @@
+#!lua flags=allow-oom
 -- Give the in-flight items of dead consumers (heartbeat expired) back to the queue.
+-- allow-oom: a dead consumer's items must come back even on a full Redis.
 -- (Prepended with lib/envelope.lua: size, lines, envelope.)
 -- KEYS[1] consumers set, KEYS[2] queue, KEYS[3] deliveries, KEYS[4] errors, KEYS[5] dead,
 -- KEYS[6] stats, KEYS[7] the queue's extra-items counter

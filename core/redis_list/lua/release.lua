@@ -1,4 +1,6 @@
+#!lua flags=allow-oom
 -- Hand back claimed, unhandled items (shutdown): to the head of the queue, in
+-- allow-oom: handing back moves payloads; it must work on a full Redis.
 -- their original order, without counting a delivery.
 -- KEYS[1] processing list, KEYS[2] queue, KEYS[3] the queue's extra-items counter
 -- ARGV: per envelope, in claim order, four arguments: the envelope as held; what stays

@@ -1,4 +1,6 @@
+#!lua flags=allow-oom
 -- A handler failed on an item: count the failed delivery and put it back at the tail.
+-- allow-oom: a failed delivery moves its payload back; it must work on a full Redis.
 -- KEYS[1] processing list, KEYS[2] queue, KEYS[3] deliveries, KEYS[4] errors, KEYS[5] stats
 -- ARGV[1] prefix, ARGV[2] the item's envelope as held, ARGV[3] that envelope without the
 -- item ('' when it was the only one), ARGV[4] the item's payload, ARGV[5] item id,
