@@ -20,12 +20,13 @@ import pytest
 import redis
 from audit import Audit
 from fixtures_redis import RedisServer, serving
-from redis_procs import env_for, only_run, processes, wait_until
+from redis_procs import env_for, only_run, processes, queued_items, wait_until
 
 from pcq.core.errors import PcqError, UsageProblem
 from pcq.core.redis_common.connection import connect
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings, parse_size
+from pcq.core.redis_list.envelope import pack
 from pcq.core.redis_list.producer import ListProducer
 from pcq.core.redis_list.scripts import Scripts
 from pcq.core.redis_list.tally import read_tally
@@ -154,12 +155,13 @@ def test_a_push_refused_for_oom_applies_nothing(full_server: FullRedis) -> None:
             for n in range(0, 100000, 50):
                 producer.put([Item(f"{producer.run}:{i}", BODY, time.time())
                               for i in range(n, n + 50)])
-        before = (client.llen(keys.queue), client.hgetall(keys.run(producer.run)))
-        raws = [b'{"v":1}'] * 50
+        before = (queued_items(client, settings), client.hgetall(keys.run(producer.run)))
+        envelope = pack([b'{"v":1}'] * 50)
         with pytest.raises(redis.exceptions.OutOfMemoryError):
-            Scripts(client).push([keys.queue, keys.run(producer.run)], [0, 0, 10**6, *raws])
-        after = (client.llen(keys.queue), client.hgetall(keys.run(producer.run)))
-        assert after == before and before[0] % 50 == 0  # whole batches only
+            Scripts(client).push([keys.queue, keys.run(producer.run), keys.queue_extra],
+                                 [0, 0, 10**6, 50, envelope])  # fmt: skip
+        after = (queued_items(client, settings), client.hgetall(keys.run(producer.run)))
+        assert after == before and before[0] % 50 == 0  # whole batches only (in items)
     finally:
         producer.close()
         client.close()
