@@ -27,6 +27,8 @@ from pcq.core.redis_list.wire import Wire
 __all__ = ["ListLink", "Notify"]
 
 Notify = Callable[[str], None]
+# A prefetched reply that did not come, or came as NOSCRIPT: claim again, synchronously.
+_SEND_AGAIN: tuple[type[Exception], ...] = (*RETRYABLE, NoScriptError)
 
 
 class ListLink:
@@ -80,7 +82,7 @@ class ListLink:
         def receive() -> Any:
             try:
                 return self.wire.receive(1)[0]
-            except (*RETRYABLE, NoScriptError):
+            except _SEND_AGAIN:
                 return self.eval(name, keys, args)
 
         return receive
