@@ -18,6 +18,8 @@ Environment variables (command-line option in brackets):
 ``PCQ_MAX_DELAY``       consumer's handler sleeps up to this long (0.5 s)
 ``PCQ_ITEMS``           producer: number of generated items (``--items``)
 ``PCQ_REDIS_RETRIES``   reconnection attempts before giving up, default 10
+``PCQ_HEALTH_FILE``     consumer's health file, default ``/tmp/pcq-consumer.alive``
+                        (see :mod:`pcq.core.redis_list.health`)
 ======================  =====================================================
 
 Bad values raise :class:`pcq.core.errors.UsageProblem` (one line, exit 2).
@@ -35,9 +37,10 @@ from urllib.parse import unquote, urlsplit
 
 from pcq.core.errors import UsageProblem
 
-__all__ = ["DEFAULT_URL", "RedisSettings", "redact_url"]
+__all__ = ["DEFAULT_HEALTH_FILE", "DEFAULT_URL", "RedisSettings", "redact_url"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_HEALTH_FILE = "/tmp/pcq-consumer.alive"  # the compose healthcheck's default too
 MAX_BATCH = 1000  # Lua's unpack() stack limit is ~8000 values; stay well below it
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -54,6 +57,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "PCQ_ITEMS": ("items", int),
     "PCQ_REDIS_RETRIES": ("retries", int),
     "PCQ_RUN_TTL": ("run_ttl", int),
+    "PCQ_HEALTH_FILE": ("health_file", str),
 }
 
 
@@ -88,6 +92,8 @@ class RedisSettings:
         retries: Reconnection attempts before a command gives up.
         run_ttl: Seconds a finished run's acked set and tally stay in Redis
             (0: for ever); see :func:`pcq.core.redis_list.tally.retire_run`.
+        health_file: Absolute path whose mtime a consumer keeps at its
+            heartbeat's expiry ("" for none); see :mod:`pcq.core.redis_list.health`.
     """
 
     url: str = DEFAULT_URL
@@ -101,6 +107,7 @@ class RedisSettings:
     items: int | None = None
     retries: int = 10
     run_ttl: int = 7 * 24 * 3600
+    health_file: str = DEFAULT_HEALTH_FILE
 
     def __post_init__(self) -> None:
         self._check_url()
@@ -128,6 +135,8 @@ class RedisSettings:
             raise UsageProblem(f"retries must be >= 0, got {self.retries}")
         if self.run_ttl < 0:
             raise UsageProblem(f"run TTL must be >= 0 seconds, got {self.run_ttl}")
+        if self.health_file and not self.health_file.startswith("/"):
+            raise UsageProblem(f"health file must be an absolute path (or empty), got {self.health_file!r}")
 
     def _check_url(self) -> None:
         shown = redact_url(self.url)

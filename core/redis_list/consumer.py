@@ -35,6 +35,7 @@ from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import BadPayload, dead_record, decode
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acks import AckBuffer
+from pcq.core.redis_list.health import HealthFile
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.link import ListLink, Notify
 from pcq.core.redis_list.rates import RateWindow
@@ -106,7 +107,8 @@ class ListConsumer:
         self._retry(self.reap, self.consumer)  # nothing claimed yet: all left by a predecessor
         self._retry(self.beat)
         s = self.settings
-        self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every)
+        self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every,
+                                listener=HealthFile.of(s))  # the healthcheck's file
         self._heart.start()
 
     def beat(self) -> None:
