@@ -108,13 +108,14 @@ def machine_ticks() -> tuple[int, int]:
     return total - fields[3] - fields[4], total
 
 
-def engine_ticks() -> int:
-    """CPU jiffies used so far by the Docker engine's processes (dockerd, containerd, shims).
+def engine_ticks() -> dict[int, int]:
+    """pid -> CPU jiffies used so far, of the Docker engine's processes (dockerd, containerd, shims).
 
-    Engine-wide: other engineers' containers count too. A shim born during the
-    window adds its whole life; one that ended is missed.
+    Engine-wide: other engineers' containers count too. Besides its own time, a
+    shim's waited-for children (cutime, cstime) count: the ``runc`` run for
+    each ``docker exec`` of a healthcheck. Use :func:`engine_delta`.
     """
-    used = 0
+    used = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -122,12 +123,16 @@ def engine_ticks() -> int:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
         if name in ENGINE or name.startswith("containerd-shim"):
-            # utime, stime, and cutime, cstime: the runc processes a shim waited for
-            # (one per `docker exec` of a healthcheck) are counted there.
-            used += sum(int(x) for x in rest[11:15])
+            rest = stat[stat.rindex(")") + 2 :].split()
+            used[int(entry.name)] = sum(int(x) for x in rest[11:15])  # utime stime cutime cstime
     return used
+
+
+def engine_delta(before: dict[int, int], after: dict[int, int]) -> int:
+    """Jiffies between two :func:`engine_ticks`: processes alive at both, plus new ones whole."""
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
 
 
 def loadavg() -> str:
@@ -175,10 +180,11 @@ def sample(seconds: float, containers: list[str] | None) -> dict[str, Any]:
     dt = time.monotonic() - t0
     m1, e1 = machine_ticks(), engine_ticks()
     c1 = {c: container_cpu_ns(c) for c in c0}
+    engine = engine_delta(e0, e1)
     out: dict[str, Any] = {
         "seconds": round(dt, 1), "load_before": load0, "load_after": loadavg(),
         "machine_busy_cores": round((m1[0] - m0[0]) / TICK / dt, 3),
-        "engine_cores": round((e1 - e0) / TICK / dt, 4),
+        "engine_cores": round(engine / TICK / dt, 4),
     }
     if containers:
         per = {c[:12]: (c1[c] - c0[c]) / 1e9 / dt for c in c0}
