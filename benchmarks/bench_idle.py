@@ -20,7 +20,9 @@ Starts the repository's ``docker-compose.yml`` under a project of its own
    read them with the load averages printed beside them.
 3. *One healthcheck's CPU*: the consumer's configured healthcheck command run
    ``--checks`` times inside a consumer container by a small driver, which
-   reads its children's CPU (``RUSAGE_CHILDREN``) -- the check alone.
+   reads its children's CPU (``RUSAGE_CHILDREN``) -- the command alone; and
+   the container's cgroup CPU per ``docker exec`` of it, which adds what any
+   exec costs in there (``runc init``), shown beside an exec of ``true``.
 4. *Resident memory per idle consumer*: the container's cgroup memory (usage,
    and its rss/anon part) and the consumer process's own RSS (``VmRSS``).
 
@@ -193,8 +195,8 @@ def sample(seconds: float, containers: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def healthcheck_cost(cid: str, runs: int) -> dict[str, Any]:
-    """One healthcheck's CPU, measured inside the container by ``_DRIVER``."""
+def healthcheck_cost(cid: str, runs: int, idle_cores: float) -> dict[str, Any]:
+    """One healthcheck's CPU: the command alone (``_DRIVER``), and per ``docker exec`` (cgroup)."""
     proc = subprocess.run(["docker", "inspect", "-f", "{{json .Config.Healthcheck}}", cid],
                           capture_output=True, text=True, timeout=60, check=True)
     check = json.loads(proc.stdout)
@@ -204,7 +206,23 @@ def healthcheck_cost(cid: str, runs: int) -> dict[str, Any]:
                           capture_output=True, text=True, timeout=600, check=True)
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     result.update(test=test, interval_seconds=check.get("Interval", 0) / 1e9, runs=runs)
+    result["exec_ms"] = exec_cost(cid, argv, idle_cores)
+    result["exec_true_ms"] = exec_cost(cid, ["true"], idle_cores)
     return result
+
+
+def exec_cost(cid: str, argv: list[str], idle_cores: float, runs: int = 20) -> float:
+    """ms of the container's CPU per ``docker exec`` of ``argv``, as its cgroup sees it.
+
+    That is the command plus what every exec costs inside the container (the
+    runtime's ``runc init`` joins the cgroup before the command starts), minus
+    the container's idle rate (``idle_cores``) over the time it took.
+    """
+    before, started = container_cpu_ns(cid), time.monotonic()
+    for _ in range(runs):
+        subprocess.run(["docker", "exec", cid, *argv], capture_output=True, timeout=60, check=False)
+    used_ms = (container_cpu_ns(cid) - before) / 1e6 - idle_cores * (time.monotonic() - started) * 1000
+    return round(used_ms / runs, 2)
 
 
 def wait_settled(project: Project, timeout: float = 300) -> None:
@@ -234,7 +252,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["up"] = sample(args.seconds, project.ids())
         consumers = project.ids("consumer")
         result["memory"] = {c[:12]: container_memory(c) for c in consumers}
-        result["healthcheck"] = healthcheck_cost(consumers[0], args.checks)
+        idle = result["up"]["per_container_cores"][consumers[0][:12]]
+        result["healthcheck"] = healthcheck_cost(consumers[0], args.checks, idle)
     finally:
         project.down()
     return result
@@ -254,7 +273,9 @@ def report(r: dict[str, Any]) -> None:
           f"(load {up['load_before']} -> {up['load_after']}); engine processes {up['engine_cores']:.4f}")
     print(f"  machine busy, stack down: {down['machine_busy_cores']:.3f} cores "
           f"(load {down['load_before']} -> {down['load_after']}); engine processes {down['engine_cores']:.4f}")
-    print(f"  one healthcheck: {hc['cpu_ms']:.2f} ms CPU ({hc['runs']} runs of {hc['test']}, "
+    print(f"  one healthcheck, per docker exec (cgroup): {hc['exec_ms']:.2f} ms; "
+          f"docker exec of `true`: {hc['exec_true_ms']:.2f} ms")
+    print(f"  one healthcheck command alone: {hc['cpu_ms']:.2f} ms CPU ({hc['runs']} runs of {hc['test']}, "
           f"exit codes {hc['exit_codes']}); ~{checks:.0f} checks in the window "
           f"= {checks * hc['cpu_ms'] / 1000 / up['seconds']:.4f} cores")
     print(f"  memory per consumer (mean of {len(mem)}): cgroup {avg('cgroup_usage_mib'):.1f} MiB "
