@@ -20,7 +20,7 @@ from fixtures_docker import open_project
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 TTL = 2  # PCQ_HEARTBEAT_TTL here: the file is stale 2 s after the last acknowledged beat
-INTERVAL = 5  # the compose healthcheck's interval
+INTERVAL = 2  # PCQ_HEALTH_INTERVAL here (default 10 s): a shorter test
 
 
 def health(container: Any) -> dict[str, Any]:
@@ -46,10 +46,12 @@ def checks_since(container: Any, since: str) -> list[int]:
 
 
 def test_consumer_health_follows_its_heartbeat_in_redis(docker_client: Any, docker_image: str) -> None:
-    with open_project(docker_client, PCQ_HEARTBEAT_TTL=str(TTL)) as project:
+    with open_project(docker_client, PCQ_HEARTBEAT_TTL=str(TTL),
+                      PCQ_HEALTH_INTERVAL=f"{INTERVAL}s") as project:
         (consumer,) = project.up(1)  # `up --wait`: healthy, or it fails
         assert health(consumer)["Status"] == "healthy"
-        assert consumer.attrs["Config"]["Healthcheck"]["Test"][0] == "CMD-SHELL"
+        config = consumer.attrs["Config"]["Healthcheck"]
+        assert config["Test"][0] == "CMD-SHELL" and config["Interval"] == INTERVAL * 10**9
         (redis,) = project.containers("redis")
 
         redis.pause()  # Redis unreachable: the heartbeat's write hangs, nothing is acknowledged

@@ -8,10 +8,10 @@ thread -- which writes that key anyway -- records each heartbeat *Redis
 acknowledged* in a file on the container's tmpfs, and the healthcheck is a
 shell test of the file's time::
 
-    heartbeat thread, every TTL/5           healthcheck (docker, every 5 s)
+    heartbeat thread, every TTL/5           healthcheck (docker, every 10 s)
     started = time.time()                   sh -c 'test -n "$(find FILE -newermt now)"'
     SET P:hb:<me> ... PX ttl  --OK-->       exit 0 iff FILE's mtime is in the future
-    utime(FILE, started + ttl)              (one sh, one find; ~2 ms of CPU)
+    utime(FILE, started + ttl)              (one sh, one find: ~2.5 ms of CPU)
 
 The file's mtime is set to the moment the heartbeat key expires at the latest
 (``started`` is taken before the write, so it is never later than Redis's own
@@ -22,6 +22,10 @@ it goes stale within one TTL; so does a consumer whose heartbeat thread is
 stuck or dead. A consumer that stops its heartbeat (SIGTERM, Redis given up
 on) makes the file stale at once: its key is deleted or left to expire. Several consumers on one host may share the file (the default
 path): it then says "some consumer here is alive", as the Redis check did.
+
+What a check costs is now mostly Docker's: each is a ``docker exec``, ~18 ms
+of CPU in the container before the command starts (``runc init``), measured
+by benchmarks/bench_idle.py -- hence the 10 s interval (``PCQ_HEALTH_INTERVAL``).
 
 The path is ``RedisSettings.health_file`` (``PCQ_HEALTH_FILE``, default
 ``/tmp/pcq-consumer.alive``); the compose healthcheck reads the same variable
