@@ -72,7 +72,7 @@ def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
 
 def _modules_for(args: list[str]) -> tuple[str, ...]:
     """What ``pcq ARGS`` needs: a role's command alone (a long-lived consumer or
-    producer then never loads the local demos, compare or status: ~3.6 MB of
+    producer then never loads the local demos, compare or status: ~3.5 MiB of
     resident memory per consumer, docs/benchmarks.md), else every command."""
     role = [ep.module for ep in _PLUGINS if args[:1] == [ep.name]]
     return tuple(role) if role else COMMAND_MODULES
