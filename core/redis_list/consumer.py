@@ -10,7 +10,7 @@ since the previous claim (:class:`~pcq.core.redis_list.acks.AckBuffer`);
 A heartbeat thread beats and reaps (``reap.lua``).
 
 Consumer ids are ``<hostname>:<pid>`` (in a container the hostname is the
-container id), so ``pcq consume --check`` finds its own container's consumer.
+container id).
 A restarted container keeps its hostname and usually its pid, so a new process
 can find its predecessor's processing list under its own id, with the old
 heartbeat still alive. A consumer therefore reaps its own id once at start,
