@@ -20,12 +20,14 @@ alive", whatever ``PCQ_HEARTBEAT_TTL`` is -- the check needs no knob. A beat
 that fails (Redis unreachable, credentials revoked) leaves the file alone, and
 it goes stale within one TTL; so does a consumer whose heartbeat thread is
 stuck or dead. A consumer that stops its heartbeat (SIGTERM, Redis given up
-on) makes the file stale at once: its key is deleted or left to expire. Several consumers on one host may share the file (the default
-path): it then says "some consumer here is alive", as the Redis check did.
+on) makes the file stale at once: its key is deleted or left to expire.
+Several consumers on one host may share the file (the default path): it then
+says "some consumer here is alive", as the Redis check did.
 
-What a check costs is now mostly Docker's: each is a ``docker exec``, ~18 ms
-of CPU in the container before the command starts (``runc init``), measured
-by benchmarks/bench_idle.py -- hence the 10 s interval (``PCQ_HEALTH_INTERVAL``).
+What a check costs is now mostly Docker's: each is a ``docker exec``, and an
+exec of ``true`` alone costs the container ~18-21 ms of CPU (the runtime's
+work; benchmarks/bench_idle.py) -- hence the 10 s interval
+(``PCQ_HEALTH_INTERVAL``).
 
 The path is ``RedisSettings.health_file`` (``PCQ_HEALTH_FILE``, default
 ``/tmp/pcq-consumer.alive``); the compose healthcheck reads the same variable
