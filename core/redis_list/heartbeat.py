@@ -65,7 +65,7 @@ class Heartbeat(threading.Thread):
             try:
                 started = time.time()
                 self.beat()
-                if self.listener is not None:
+                if self.listener is not None and not self._halt.is_set():  # none after stopped()
                     self.listener.acknowledged(started)
                 if self.reap is not None and time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + self.reap_every
