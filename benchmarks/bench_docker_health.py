@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from pcq.core.compare import docker_runner
 from pcq.core.compare.docker_runner import DockerCompare
 from pcq.core.compare.workload import Workload, parse_work
+from pcq.core.errors import PcqError
 
 
 def loadavg() -> str:
@@ -53,7 +54,11 @@ def main() -> int:
         for repeat in range(args.repeat):
             for mode, runner in runners.items():
                 load = loadavg()
-                run = runner.run(args.consumers, repeat, lambda n: None, 600.0).to_json()
+                try:
+                    run = runner.run(args.consumers, repeat, lambda n: None, 600.0).to_json()
+                except PcqError as exc:  # reported, not dropped: the run counts as failed
+                    print(f"healthcheck {mode:<3} #{repeat + 1}: failed: {exc} (load {load})", flush=True)
+                    continue
                 row = {"healthcheck": mode, "repeat": repeat, "load": load,
                        "items_per_second": run["items_per_second"], "consumed": run["consumed"],
                        "lost": run["lost"]}  # fmt: skip
