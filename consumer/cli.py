@@ -18,6 +18,7 @@ from pcq.core.cli.options import (
     route_signals,
 )
 from pcq.core.console import Console
+from pcq.core.errors import UsageProblem
 from pcq.core.redis_common.settings import RedisSettings
 
 __all__ = ["consume", "register"]
@@ -55,8 +56,9 @@ Check = Annotated[
     bool,
     typer.Option(
         "--check",
-        help="Health check: exit 0 iff a consumer of this host (hostname = container id) "
-        "has a live heartbeat, else 1.",
+        help="Health check: exit 0 iff the health file (env PCQ_HEALTH_FILE; "
+        "/tmp/pcq-consumer.alive) says a heartbeat Redis acknowledged is still alive, else 1. "
+        "The container healthcheck tests the same file with find, without Python.",
     ),
 ]
 
@@ -81,9 +83,11 @@ def consume(
         url=redis_url, queue=queue, batch=batch, max_delay=max_delay, max_deliveries=max_deliveries
     )
     if check:
-        from pcq.consumer.run import check_health  # here: `pcq --help` needs no Redis client
+        from pcq.core.redis_list.health import read_health
 
-        healthy, why = check_health(settings)
+        if not settings.health_file:
+            raise UsageProblem("--check needs a health file (PCQ_HEALTH_FILE is empty)")
+        healthy, why = read_health(settings.health_file)
         print(why, file=sys.stdout if healthy else sys.stderr)
         raise typer.Exit(0 if healthy else 1)
     ledger = checked_ledger(ledger)

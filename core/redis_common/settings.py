@@ -24,6 +24,8 @@ Environment variables (command-line option in brackets):
 ``PCQ_REDIS_RETRIES``   reconnection attempts before giving up, default 10
 ``PCQ_DEAD_MAX``        dead letters kept, oldest trimmed first, default 1000
 ``PCQ_DEAD_MAX_AGE``    dead letters older than this many seconds are trimmed (7 days)
+``PCQ_HEALTH_FILE``     consumer's health file, default ``/tmp/pcq-consumer.alive``
+                        (see :mod:`pcq.core.redis_list.health`)
 ======================  =====================================================
 
 Bad values raise :class:`pcq.core.errors.UsageProblem` (one line, exit 2).
@@ -41,9 +43,10 @@ from urllib.parse import unquote, urlsplit
 
 from pcq.core.errors import UsageProblem
 
-__all__ = ["DEFAULT_URL", "RedisSettings", "parse_size", "redact_url"]
+__all__ = ["DEFAULT_HEALTH_FILE", "DEFAULT_URL", "RedisSettings", "parse_size", "redact_url"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_HEALTH_FILE = "/tmp/pcq-consumer.alive"  # the compose healthcheck's default too
 MAX_BATCH = 1000  # Lua's unpack() stack limit is ~8000 values; stay well below it
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _SIZE_RE = re.compile(r"^\s*([0-9]+)\s*(b|kb|k|kib|mb|m|mib|gb|g|gib)?\s*$", re.IGNORECASE)
@@ -80,6 +83,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "PCQ_RUN_TTL": ("run_ttl", int),
     "PCQ_DEAD_MAX": ("dead_max", int),
     "PCQ_DEAD_MAX_AGE": ("dead_max_age", int),
+    "PCQ_HEALTH_FILE": ("health_file", str),
 }
 
 
@@ -120,6 +124,8 @@ class RedisSettings:
             (0: for ever); see :func:`pcq.core.redis_list.tally.retire_run`.
         dead_max: Dead letters kept (0: no cap); the oldest are trimmed, and counted.
         dead_max_age: Seconds a dead letter is kept (0: for ever).
+        health_file: Absolute path whose mtime a consumer keeps at its
+            heartbeat's expiry ("" for none); see :mod:`pcq.core.redis_list.health`.
     """
 
     url: str = DEFAULT_URL
@@ -137,6 +143,7 @@ class RedisSettings:
     run_ttl: int = 7 * 24 * 3600
     dead_max: int = 1000
     dead_max_age: int = 7 * 24 * 3600
+    health_file: str = DEFAULT_HEALTH_FILE
 
     def __post_init__(self) -> None:
         self._check_url()
@@ -172,6 +179,8 @@ class RedisSettings:
             raise UsageProblem(f"retries must be >= 0, got {self.retries}")
         if self.run_ttl < 0:
             raise UsageProblem(f"run TTL must be >= 0 seconds, got {self.run_ttl}")
+        if self.health_file and not self.health_file.startswith("/"):
+            raise UsageProblem(f"health file must be an absolute path (or empty), got {self.health_file!r}")
 
     def _check_url(self) -> None:
         shown = redact_url(self.url)

@@ -16,7 +16,7 @@ and when Redis refuses ``BLMOVE`` (its own command, not a script) :meth:`get`
 polls with the claim script instead.
 
 Consumer ids are ``<hostname>:<pid>`` (in a container the hostname is the
-container id), so ``pcq consume --check`` finds its own container's consumer.
+container id).
 A restarted container keeps its hostname and usually its pid, so a new process
 can find its predecessor's processing list under its own id, with the old
 heartbeat still alive. A consumer therefore reaps its own id once at start,
@@ -43,6 +43,7 @@ from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acks import AckBuffer
 from pcq.core.redis_list.dead_letters import retain
 from pcq.core.redis_list.envelope import pack, size
+from pcq.core.redis_list.health import HealthFile
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.held import ACKED, Envelope, Held
 from pcq.core.redis_list.link import ListLink, Notify
@@ -123,7 +124,8 @@ class ListConsumer:
         self._retry(self.reap, self.consumer)  # nothing claimed yet: all left by a predecessor
         self._retry(self.beat)
         s = self.settings
-        self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every)
+        self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every,
+                                listener=HealthFile.of(s))  # the healthcheck's file
         self._heart.start()
 
     def beat(self) -> None:

@@ -22,7 +22,12 @@ from pcq.core.redis_list.consumer import ListConsumer
 
 __all__ = ["POLL_SECONDS", "serve"]
 
-POLL_SECONDS = 0.5  # BLMOVE timeout: how often an idle consumer looks at its stop flag
+# BLMOVE timeout: how often an idle consumer wakes to look at its stop flag, so
+# also the longest an idle consumer takes to notice SIGTERM. An item that
+# arrives ends the wait at once, so it costs no latency; each wake-up is a round
+# trip of five commands. 8 idle host consumers + Redis, 30 s (load ~15): 954 ms
+# of CPU with 0.5 s, 334 ms with 2 s (docs/benchmarks.md, "Lean consumers").
+POLL_SECONDS = 2.0
 
 
 def serve(
