@@ -138,7 +138,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     producer.put(items(run, 3))
     dead = ListConsumer(client, settings, consumer="dead")
     dead.beat()
-    held = dead._claim(3)  # claims without starting a heartbeat thread
+    held = dead._claims.claim(3)  # claims without starting a heartbeat thread
     assert len(held) == 3
     reaper = ListConsumer(client, settings, consumer="reaper")
     assert reaper.reap() == (0, 0, 0)  # heartbeat still alive: hands off
@@ -146,7 +146,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     assert reaper.reap() == (1, 3, 0)
     assert client.llen(keys.processing("dead")) == 0
     assert not client.sismember(keys.consumers, "dead")
-    again = reaper._claim(3)
+    again = reaper._claims.claim(3)
     assert [i.id for i in again] == [i.id for i in held]
     assert all(i.deliveries == 2 for i in again)
     assert read_tally(client, keys, run)["redelivered"] == 3
@@ -164,7 +164,7 @@ def test_a_restarted_consumer_with_the_same_id_requeues_what_it_inherited(
     producer.put(items(run, 3))
     old = ListConsumer(client, settings, consumer="host:7")
     old.beat()
-    held = old._claim(3)  # then SIGKILLed: no ack, heartbeat still alive
+    held = old._claims.claim(3)  # then SIGKILLed: no ack, heartbeat still alive
     assert len(held) == 3 and client.exists(keys.heartbeat("host:7"))
     new = ListConsumer(client, settings, consumer="host:7")
     new.start()

@@ -142,11 +142,11 @@ def test_claims_tell_whether_the_queue_may_hold_more(
         run = producer.open_run()
         producer.put(items(run, 0, 6))
         got = consumer.get(0.2) or []
-        assert len(got) == 4 and consumer._busy  # got all it asked for: maybe more
+        assert len(got) == 4 and consumer._claims.busy  # got all it asked for: maybe more
         for item in got:
             consumer.ack(item)
         got = consumer.get(0.2) or []
-        assert len(got) == 2 and not consumer._busy  # fewer: the queue is empty
+        assert len(got) == 2 and not consumer._claims.busy  # fewer: the queue is empty
         for item in got:
             consumer.ack(item)
         assert consumer.get(0.05) == []  # then it blocks in BLMOVE, and times out
@@ -163,10 +163,10 @@ def test_one_by_one_claims_see_an_empty_queue(client: redis.Redis, redis_setting
         run = producer.open_run()
         producer.put(items(run, 0, 2))
         got = consumer.get(0.2) or []
-        assert len(got) == 1 and consumer._busy  # one more is waiting
+        assert len(got) == 1 and consumer._claims.busy  # one more is waiting
         consumer.ack(got[0])
         got = consumer.get(0.2) or []
-        assert len(got) == 1 and not consumer._busy  # that was the last: block next time
+        assert len(got) == 1 and not consumer._claims.busy  # that was the last: block next time
         consumer.ack(got[0])
         consumer.flush()
     finally:

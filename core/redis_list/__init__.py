@@ -43,6 +43,7 @@ Modules, one thing each:
   ``pcq consume`` and the comparisons run);
 * ``envelope`` -- one list element per batch: the framing;
 * ``held`` -- the envelopes a consumer holds, and which items are settled;
+* ``claims`` -- a consumer's claims: claim, wait, prefetch;
 * ``link`` -- :class:`~pcq.core.redis_list.link.ListLink`, what both roles
   hold: client, settings, keys, retrier, scripts, and the Wire;
 * ``wire`` -- the hot path's own connection, and the figures that justify it;

@@ -30,7 +30,6 @@ import json
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,8 +40,9 @@ from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import BadPayload, dead_record, decode, decode_batch
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acks import AckBuffer
+from pcq.core.redis_list.claims import Claims
 from pcq.core.redis_list.dead_letters import retain
-from pcq.core.redis_list.envelope import pack, size
+from pcq.core.redis_list.envelope import pack
 from pcq.core.redis_list.health import HealthFile
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.held import ACKED, Envelope, Held
@@ -105,16 +105,9 @@ class ListConsumer:
         self._acks = AckBuffer()
         self.acked = 0  # acknowledgements so far; only this consumer's thread writes it
         self.rates = RateWindow()  # of `acked`, sampled by each heartbeat
-        self._busy = True  # items were left in the queue: try a non-blocking claim first
-        self._prefetched: Callable[[], Any] | None = None  # reads an in-flight claim's reply
-        self._ready: list[Item] = []  # items of a landed prefetch, for the next get
+        self._claims = Claims(self.link, self.consumer, self._held, self._acks, self._decode)
         self._last_get = -PREFETCH_BELOW  # monotonic time get last returned
-        self._calls = 0
-        self._call_prefix = uuid.uuid4().hex[:8]
         self._heart: Heartbeat | None = None  # beats and reaps from start() to close()
-        k, me = self.keys, self.consumer
-        self._claim_keys = [k.queue, k.processing(me), k.consumers, k.deliveries, k.errors,
-                            k.queue_extra, k.call(me)]  # fmt: skip
 
     # Liveness ------------------------------------------------------------------
     def start(self) -> None:
@@ -198,22 +191,23 @@ class ListConsumer:
         whether the queue is drained, so it leaves soon after the last item.
         """
         self.start()
-        self._land()
-        items, self._ready = self._ready, []
-        if not items and self._busy:
-            items = self._claim(self.settings.batch)
+        claims, batch = self._claims, self.settings.batch
+        claims.land()
+        items, claims.ready = claims.ready, []
+        if not items and claims.busy:
+            items = claims.claim(batch)
         if not items:
             wait = min(timeout, DRAIN_GLANCE) if self.drain else timeout
             try:
-                items = self._wait_and_claim(wait)
+                items = claims.wait_and_claim(wait)
             except RedisFull:
                 # Redis refuses BLMOVE at maxmemory (the queue is empty, something
                 # else filled it): poll with the claim script, which may run there.
                 time.sleep(wait)
-                items = self._claim(self.settings.batch)
+                items = claims.claim(batch)
         now = time.monotonic()
-        if items and self._busy and now - self._last_get < PREFETCH_BELOW:
-            self._prefetch()
+        if items and claims.busy and now - self._last_get < PREFETCH_BELOW:
+            claims.prefetch()
         self._last_get = now
         if items or not self.drain:
             return items
@@ -291,10 +285,7 @@ class ListConsumer:
 
     def flush(self) -> None:
         """Send buffered acknowledgements now (a claim of nothing that carries them)."""
-        self._land()
-        if self._acks:
-            self.link.eval("claim", self._claim_keys, self._claim_args(0))
-            self._acks.clear()
+        self._claims.flush()
 
     def close(self, reachable: bool = True) -> None:
         """Flush acks, hand back anything held, stop the heartbeat, deregister.
@@ -312,7 +303,7 @@ class ListConsumer:
                 return
             try:
                 self.flush()  # a prefetched batch lands first: it is released too
-                self._ready = []
+                self._claims.ready = []
                 self.release([Item(i, "", 0.0) for i in self._held.ids()])
             finally:
                 if self._stop_heart():
@@ -332,64 +323,7 @@ class ListConsumer:
         k, me = self.keys, self.consumer
         self._scripts.leave([k.processing(me), k.consumers, k.heartbeat(me), k.call(me)], [me])
 
-    # Claims ----------------------------------------------------------------------
-    def _claim_args(self, want: int, adopt: int = 0) -> list[Any]:
-        # Every call gets the next number; the script skips one it has applied.
-        self._calls += 1
-        settle = self._acks.args(covers_all=not self._held)
-        k, me = self.keys, self.consumer
-        return [k.prefix, me, self._call_prefix, self._calls, want, settle[0], adopt, *settle[1:]]
-
-    def _prefetch(self) -> None:
-        """Send the next claim now (with the acknowledgements so far); :meth:`_land` reads it."""
-        self._prefetched = self.link.send("claim", self._claim_keys, self._claim_args(self.settings.batch))
-        self._acks.clear()
-
-    def _land(self) -> None:
-        """Read a prefetched claim's reply, if one is in flight; its items wait in ``_ready``."""
-        if self._prefetched is not None:
-            receive, self._prefetched = self._prefetched, None
-            self._ready += self._hold(receive())
-
-    def _claim(self, want: int) -> list[Item]:
-        reply = self.link.eval("claim", self._claim_keys, self._claim_args(want))
-        self._acks.clear()
-        return self._hold(reply)
-
-    def _wait_and_claim(self, timeout: float) -> list[Item]:
-        """Block in BLMOVE for the next envelope, then claim the rest of a batch.
-
-        One round trip: acknowledgements, ``BLMOVE`` and what a batch of one needs
-        besides (registration, pending failures, the queue's length, and the
-        processing list: a pipeline retried after a lost reply may have moved
-        twice). A second call (``claim.lua`` adopting what was moved) only when
-        the batch wants more, or the envelope holds more than the batch.
-        """
-        k, keys, me = self.keys, self._claim_keys, self.consumer
-        commands: list[Sequence[Any]] = []
-        if self._acks:
-            commands.append(self._scripts.command("claim", keys, self._claim_args(0)))
-            self._acks.clear()
-        commands += [("BLMOVE", k.queue, k.processing(me), "LEFT", "RIGHT", timeout),
-                     ("SADD", k.consumers, me), ("HLEN", k.deliveries), ("LLEN", k.queue),
-                     ("LRANGE", k.processing(me), 0, -1)]  # fmt: skip
-        failures, length, holding = self.link.execute(commands)[-3:]
-        moved = self._held.unknown(holding)  # at the tail: what BLMOVE put there
-        if not moved:
-            return []
-        batch = self.settings.batch
-        if batch == 1 and len(moved) == 1 and size(moved[0]) == 1:
-            return self._hold([failures, length, moved, 0])
-        reply = self.link.eval("claim", keys, self._claim_args(batch, adopt=len(moved)))
-        self._acks.clear()
-        return self._hold(reply)
-
-    def _hold(self, reply: list[Any]) -> list[Item]:
-        """Take a claim's reply: the envelopes now held (see claim.lua)."""
-        self._busy = int(reply[1]) > 0  # the queue may hold more (see claim.lua)
-        envelopes = self._held.new(reply[2], whole=int(reply[3]) == 1)
-        return self._decode(envelopes, int(reply[0]) > 0)
-
+    # What claims bring -------------------------------------------------------------
     def _decode(self, envelopes: list[Envelope], counted: bool) -> list[Item]:
         items: list[Item] = []
         cap, held = self.settings.max_payload_bytes, self._held
