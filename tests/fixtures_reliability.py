@@ -74,7 +74,7 @@ def everysec_server(tmp_path: Path) -> Iterator[EverysecServer]:
 ACL_DIR = Path(__file__).resolve().parent.parent / "docker" / "redis"
 ACL_QUEUE = "acltest"
 ROLE_PASSWORDS = {"admin": PASSWORD, "producer": "p-" + PASSWORD, "consumer": "c-" + PASSWORD,
-                  "rq": "r-" + PASSWORD}
+                  "rq": "r-" + PASSWORD, "monitor": "m-" + PASSWORD}
 
 
 def render_acl(out: Path, queue: str = ACL_QUEUE) -> None:
@@ -85,6 +85,7 @@ def render_acl(out: Path, queue: str = ACL_QUEUE) -> None:
         "PCQ_PRODUCER_PASSWORD": ROLE_PASSWORDS["producer"],
         "PCQ_CONSUMER_PASSWORD": ROLE_PASSWORDS["consumer"],
         "PCQ_RQ_PASSWORD": ROLE_PASSWORDS["rq"],
+        "PCQ_MONITOR_PASSWORD": ROLE_PASSWORDS["monitor"],
     }
     subprocess.run(["sh", str(ACL_DIR / "render-acl.sh"), str(out)], env=env, check=True,
                    timeout=30)
