@@ -2,18 +2,20 @@
 
 Options are checked here (bad input: one line, exit 2), Redis is asked once
 (unreachable or refused: one line, exit 3 or 1), then uvicorn serves
-:func:`pcq.core.dashboard.app.create_app` until SIGTERM or Ctrl-C. Starlette,
+:func:`pcq.core.dashboard.app.create_app` until SIGTERM (exit 0) or Ctrl-C (130). Starlette,
 uvicorn and redis are imported only when the command runs.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
 from typing import Annotated
 
 import typer
 
-from pcq.core.cli.options import QueueOption, RedisUrlOption
+from pcq.core.cli.options import QueueOption, RedisUrlOption, route_signals
 from pcq.core.errors import UsageProblem
 from pcq.core.redis_common.settings import RedisSettings
 
@@ -86,11 +88,15 @@ def dashboard(
     shown = f"[{host}]" if ":" in host else host
     print(f"pcq dashboard: http://{shown}:{port}/ (queue {settings.queue}, Redis {settings.where})",
           flush=True)  # fmt: skip
+    # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal to the handler
+    # that was there before it: ours, so a stop is an orderly exit (0; 130 for Ctrl-C).
+    received = route_signals(threading.Event())
     try:
         uvicorn.run(create_app(feed), host=host, port=port, log_level="warning",
                     access_log=False, timeout_graceful_shutdown=GRACE_SECONDS)  # fmt: skip
     finally:
         client.close()
+    raise typer.Exit(130 if signal.SIGINT in received else 0)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,8 @@ adds two things that need memory, both kept here (no Redis):
   a reaper cannot take a consumer before its heartbeat is ``heartbeat_ttl``
   old, so one gone sooner stopped; one that was already dead, or whose last
   beat is by now older than the TTL, died. Either stays on show, as
-  ``stopped`` or ``dead``, for ``keep`` seconds.
+  ``stopped`` or ``dead``, for ``keep`` seconds. A dead consumer keeps the
+  acknowledgement count its last heartbeat carried.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class ViewHistory:
             self._gone[gone_id] = {**last, "alive": False, "state": state, "in_flight": 0,
                                    "heartbeat_age": None, "rate": None, "left_at": at}  # fmt: skip
         for c in present:
+            before = self._seen.get(c["id"])
+            if c["acked"] is None and before is not None:  # expired beat: its last count
+                c["acked"] = before[1]["acked"]
             self._seen[c["id"]] = (at, c)
             self._gone.pop(c["id"], None)  # came back (a restarted process with the same id)
         for old in [i for i, c in self._gone.items() if c["left_at"] < at - self.keep]:
