@@ -68,6 +68,7 @@ def test_dashboard_serves_the_view(redis_server: RedisServer, tmp_path: Path) ->
             urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"x"),
                                    timeout=5)  # fmt: skip
         assert refused.value.code == 405
+        refused.value.close()
         dash.signal(signal.SIGTERM)
         assert dash.wait(15) == 0, dash.stderr
         assert "Traceback" not in dash.stderr

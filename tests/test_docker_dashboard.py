@@ -71,9 +71,8 @@ def test_dashboard_is_local_only_hardened_and_reads_the_queue(monitored: tuple) 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         text = reply.read().decode()
     assert f'pcq_queue_consumers_alive{{queue="pcqtest"}} {CONSUMERS}.0' in text, text
-    # The read-only monitor user may read the runs (the consumer user may not).
-    view_page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
-    assert "pcq dashboard" in view_page
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as reply:
+        assert "pcq dashboard" in reply.read().decode()
 
 
 def test_consumer_metrics_only_on_the_internal_network(monitored: tuple) -> None:
