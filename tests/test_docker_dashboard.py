@@ -22,11 +22,7 @@ from redis_procs import wait_until
 
 pytestmark = pytest.mark.docker
 CONSUMERS = 2
-TAG = secrets.token_hex(4)
-PROMETHEUS_IMAGE = f"pcq-prometheus:test-{TAG}"
-# Redis of this module's own build: its ACL (docker/redis/) must have the `monitor` user,
-# whatever image another checkout last tagged pcq-redis:local.
-REDIS_IMAGE = f"pcq-redis:test-{TAG}"
+PROMETHEUS_IMAGE = f"pcq-prometheus:test-{secrets.token_hex(4)}"
 
 
 def get_json(url: str) -> Any:
@@ -40,11 +36,9 @@ def monitored(docker_client: Any, docker_image: str) -> Iterator[tuple[ComposePr
     dash_port, prom_port = free_port(), free_port()
     with open_project(docker_client, PCQ_DASHBOARD_PORT=str(dash_port),
                       PCQ_PROMETHEUS_PORT=str(prom_port),
-                      PCQ_PROMETHEUS_IMAGE=PROMETHEUS_IMAGE,
-                      PCQ_REDIS_IMAGE=REDIS_IMAGE) as project:  # fmt: skip
+                      PCQ_PROMETHEUS_IMAGE=PROMETHEUS_IMAGE) as project:  # fmt: skip
         try:
-            project.compose("--profile", "monitoring", "build", "redis", "prometheus",
-                            timeout=BUILD_TIMEOUT)  # fmt: skip
+            project.compose("--profile", "monitoring", "build", "prometheus", timeout=BUILD_TIMEOUT)
             project.compose("--profile", "monitoring", *UP_AND_WAIT, "--scale",
                             f"consumer={CONSUMERS}", "redis", "consumer", "dashboard", "prometheus",
                             timeout=UP_TIMEOUT + 60)  # fmt: skip
@@ -54,9 +48,8 @@ def monitored(docker_client: Any, docker_image: str) -> Iterator[tuple[ComposePr
                             timeout=120, check=False)  # fmt: skip
             import docker
 
-            for image in (PROMETHEUS_IMAGE, REDIS_IMAGE):
-                with suppress(docker.errors.APIError):
-                    docker_client.images.remove(image, force=True)
+            with suppress(docker.errors.APIError):
+                docker_client.images.remove(PROMETHEUS_IMAGE, force=True)
 
 
 def test_dashboard_is_local_only_hardened_and_reads_the_queue(monitored: tuple) -> None:
