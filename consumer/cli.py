@@ -61,6 +61,24 @@ Check = Annotated[
         "The container healthcheck tests the same file with find, without Python.",
     ),
 ]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        envvar="PCQ_METRICS_PORT",
+        help="Serve Prometheus metrics at http://ADDR:PORT/metrics (env PCQ_METRICS_PORT; "
+        "default: off).",
+    ),
+]
+MetricsAddr = Annotated[
+    str,
+    typer.Option(
+        "--metrics-addr",
+        envvar="PCQ_METRICS_ADDR",
+        help="Address the metrics server listens on (env PCQ_METRICS_ADDR; compose: 0.0.0.0 "
+        "on its internal network).",
+    ),
+]
 
 
 def consume(
@@ -73,6 +91,8 @@ def consume(
     max_deliveries: MaxDeliveries = None,
     check: Check = False,
     ledger: LedgerOption = None,
+    metrics_port: MetricsPort = None,
+    metrics_addr: MetricsAddr = "127.0.0.1",
 ) -> None:
     """Consume items from the Redis list (SIGTERM: finish the item in hand, exit 0).
 
@@ -91,12 +111,24 @@ def consume(
         print(why, file=sys.stdout if healthy else sys.stderr)
         raise typer.Exit(0 if healthy else 1)
     ledger = checked_ledger(ledger)
+    if metrics_port is not None and not 1 <= metrics_port <= 65535:
+        raise UsageProblem(f"--metrics-port must be between 1 and 65535, got {metrics_port}")
     halt = threading.Event()
     received = route_signals(halt)
     console = Console(quiet=quiet, host=socket.gethostname())
     from pcq.consumer.run import run_consumer
 
-    run_consumer(settings, console, drain=drain, stop=halt, ledger=ledger)
+    metrics, stop_metrics = None, None
+    if metrics_port is not None:
+        from pcq.consumer.metrics import ConsumerMetrics  # here: prometheus-client when asked
+
+        metrics = ConsumerMetrics(settings.queue, settings.max_deliveries)
+        stop_metrics = metrics.serve(metrics_port, metrics_addr)
+    try:
+        run_consumer(settings, console, drain=drain, stop=halt, ledger=ledger, metrics=metrics)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
     # SIGTERM is the orderly way to stop a service (docker stop): exit 0.
     raise typer.Exit(130 if signal.SIGINT in received else 0)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pcq.core.console import Console
 from pcq.core.ledger import HANDLED, LedgerFile, ledger_handler
@@ -22,6 +23,9 @@ from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import consumer_id
 from pcq.core.redis_list.serve import POLL_SECONDS, serve
 from pcq.core.work import make_handler
+
+if TYPE_CHECKING:
+    from pcq.consumer.metrics import ConsumerMetrics
 
 __all__ = ["run_consumer"]
 
@@ -36,21 +40,26 @@ def run_consumer(
     log: Callable[[str], None] = stderr_log,
     poll: float = POLL_SECONDS,
     ledger: Path | None = None,
+    metrics: ConsumerMetrics | None = None,
 ) -> ConsumeStats:
     """Consume until the queue is drained (``drain``) or ``stop`` is set.
 
     On stop the consumer finishes the item in hand, hands back the rest of its
     batch, flushes its acknowledgements and deregisters. With ``ledger`` (a
-    directory), every handled item is also recorded there (:mod:`pcq.core.ledger`).
+    directory), every handled item is also recorded there (:mod:`pcq.core.ledger`);
+    with ``metrics``, the handler and the consumer are counted (:mod:`pcq.consumer.metrics`).
     """
     handle = handler or make_handler(settings.max_delay)
+    observe = None
+    if metrics is not None:
+        handle, observe = metrics.timed(handle), metrics.observe
     me = consumer_id()
     handled_file = LedgerFile(ledger / HANDLED) if ledger is not None else None
     if handled_file is not None:
         handle = ledger_handler(handle, handled_file, me)
     try:
         return serve(settings, handle, console, consumer=me, drain=drain, stop=stop, log=log,
-                     poll=poll)  # fmt: skip
+                     poll=poll, observe=observe)  # fmt: skip
     finally:
         if handled_file is not None:
             handled_file.close()

@@ -74,7 +74,8 @@ def everysec_server(tmp_path: Path) -> Iterator[EverysecServer]:
 ACL_DIR = Path(__file__).resolve().parent.parent / "docker" / "redis"
 ACL_QUEUE = "acltest"
 ROLE_PASSWORDS = {"admin": PASSWORD, "producer": "p-" + PASSWORD, "consumer": "c-" + PASSWORD,
-                  "rq": "r-" + PASSWORD, "operator": "o-" + PASSWORD}
+                  "rq": "r-" + PASSWORD, "operator": "o-" + PASSWORD,
+                  "monitor": "m-" + PASSWORD}
 
 
 def render_acl(out: Path, queue: str = ACL_QUEUE) -> None:
@@ -86,6 +87,7 @@ def render_acl(out: Path, queue: str = ACL_QUEUE) -> None:
         "PCQ_CONSUMER_PASSWORD": ROLE_PASSWORDS["consumer"],
         "PCQ_RQ_PASSWORD": ROLE_PASSWORDS["rq"],
         "PCQ_OPERATOR_PASSWORD": ROLE_PASSWORDS["operator"],
+        "PCQ_MONITOR_PASSWORD": ROLE_PASSWORDS["monitor"],
     }
     subprocess.run(["sh", str(ACL_DIR / "render-acl.sh"), str(out)], env=env, check=True,
                    timeout=30)

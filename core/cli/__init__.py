@@ -1,7 +1,7 @@
 """The ``pcq`` command line: one Typer app, one module per command.
 
 Each command module exposes ``register(app)``. Core's own commands (``fork``,
-``local``, ``compare``, ``status``, ``watch``, ``dead``) are listed here; the distributed
+``local``, ``compare``, ``status``, ``watch``, ``dead``, ``dashboard``) are listed here; the distributed
 demo's roles (``produce``, ``consume``) live in the ``producer`` and
 ``consumer`` packages, which depend on core and not the other way round, so
 they plug themselves in through the ``pcq.commands`` entry-point group
@@ -35,7 +35,8 @@ __all__ = ["COMMAND_GROUP", "COMMAND_MODULES", "app", "build_app", "main"]
 # Core's own command modules (each defines ``register(app: typer.Typer)``): the
 # local demos come first in ``--help``, then the roles' commands, then the tools.
 LOCAL_COMMANDS = ("pcq.core.cli.fork", "pcq.core.cli.local")
-TOOL_COMMANDS = ("pcq.core.cli.compare", "pcq.core.cli.status", "pcq.core.cli.dead")
+TOOL_COMMANDS = ("pcq.core.cli.compare", "pcq.core.cli.status", "pcq.core.cli.dead",
+                 "pcq.core.cli.dashboard")
 COMMAND_GROUP = "pcq.commands"  # entry points: name -> "module:register"
 ROLE_ORDER = ("produce", "consume")  # how --help lists the entry points' commands
 
