@@ -19,6 +19,8 @@ One item's way through the queue (keys ``pcq:{Q}:...``, all listed in
          |-- handler failed: nack -> retry.lua (out of its envelope, back to
          |     the tail alone, failure counted) or, at max_deliveries,
          |     dead.lua -> dead LIST                                   (consumer.py)
+         |     (pcq dead: requeue.lua back to the queue, purge.lua;
+         |      retain.lua caps it by count and age)                 (dead_letters.py)
          |-- not handled (shutdown): release.lua -> head of the queue  (consumer.py)
          '-- consumer died: its hb:<consumer> key expires; reap.lua, run
                by every consumer's heartbeat thread, puts what it held and
@@ -52,7 +54,14 @@ Modules, one thing each:
 * ``heartbeat`` -- the beating (and reaping) thread;
 * ``rates`` -- items/s over the last 10 s, for heartbeats and ``pcq watch``;
 * ``tally`` -- a run's counts, read back (what ``pcq produce`` prints);
-* ``status`` -- a queue's state right now (``pcq status``/``watch``).
+* ``status`` -- a queue's state right now (``pcq status``/``watch``);
+* ``dead_records`` -- dead-letter records as read back, and selections of them;
+* ``dead_letters`` -- the dead-letter inbox in Redis: read, requeue, purge,
+  retain (``pcq dead``).
+
+A full Redis (``maxmemory``, ``noeviction``): every consumer-side script is
+flagged ``allow-oom`` and runs there; ``push.lua`` is refused whole and the
+producer waits (see :mod:`pcq.core.redis_list.scripts`).
 
 Claims with their acknowledgements and pushes -- the per-item hot path -- go
 over the Wire, without redis-py's per-command machinery; the rest (heartbeat

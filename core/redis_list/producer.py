@@ -163,11 +163,12 @@ class ListProducer:
         Prints a line when the wait starts and every 10 s; the step must be
         safe to repeat (a push refused for OOM applied nothing).
         """
-        limit, started, pause = self.settings.full_timeout, time.monotonic(), 0.01
+        limit, started, pause, full = self.settings.full_timeout, time.monotonic(), 0.01, False
         while True:
             try:
                 result = step()
             except RedisFull:
+                full = True
                 waited = time.monotonic() - started
                 if waited >= limit:
                     raise RedisFull(
@@ -183,7 +184,7 @@ class ListProducer:
                 self._wait(pause)
                 pause = min(0.05, pause * 2)
                 continue
-            if time.monotonic() - started >= 1.0:
+            if full and time.monotonic() - started >= 1.0:  # (not after a connection retry)
                 self.notify(f"redis at {self.settings.where} has room again: producer resumes "
                             f"after {time.monotonic() - started:.1f}s")  # fmt: skip
             return result
