@@ -8,7 +8,7 @@ Usage::
 ``pcq compare --docker``'s own runner (:class:`pcq.core.compare.docker_runner.DockerCompare`:
 the repository's compose file, consumer containers scaled by compose, a
 producer container), alternating runs with the consumers' healthcheck off and
-on (``pcq compare --docker`` itself keeps it on). Items/s of every run are
+on (``pcq compare --docker`` itself keeps it on), the order swapped every repeat. Items/s of every run are
 printed with the load average before it, then the medians and their ratio.
 Target: on within 10% of off. The image gets a tag of its own
 (``pcq:bench-health``), so a parallel ``pcq compare --docker`` cannot swap it.
@@ -52,7 +52,9 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     try:
         for repeat in range(args.repeat):
-            for mode, runner in runners.items():
+            order = ("off", "on") if repeat % 2 == 0 else ("on", "off")  # no mode always second
+            for mode in order:
+                runner = runners[mode]
                 load = loadavg()
                 try:
                     run = runner.run(args.consumers, repeat, lambda n: None, 600.0).to_json()
