@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 # A tag of this session's own: helpers and CI runs may build at the same time.
 TEST_IMAGE = f"pcq:test-{secrets.token_hex(4)}"
+# Redis too: its image carries docker/redis/ (ACL rules, start script) of this tree.
+TEST_REDIS_IMAGE = f"pcq-redis:test-{secrets.token_hex(4)}"
 CONSUMERS = 3
 STOP_GRACE = 10  # seconds (PCQ_STOP_GRACE): far above batch 2 x max delay 0.2 s
 # Bounds for the slow steps (the first build installs dependencies from PyPI).
@@ -215,6 +217,7 @@ def project_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         PCQ_IMAGE=TEST_IMAGE,
+        PCQ_REDIS_IMAGE=TEST_REDIS_IMAGE,
         REDIS_PASSWORD=secrets.token_hex(16),
         PCQ_QUEUE="pcqtest",
         PCQ_BATCH="2",
@@ -249,9 +252,9 @@ def open_project(client: Any, overrides: tuple[Path, ...] = (),
 
 @pytest.fixture(scope="session")
 def docker_image(docker_client: Any) -> Iterator[str]:
-    """Build the producer/consumer image once per session (``pcq:test-<random>``).
+    """Build the images once per session (``pcq:test-<random>``, ``pcq-redis:test-<random>``).
 
-    The tag is removed at the end; its layers stay in the build cache.
+    The tags are removed at the end; their layers stay in the build cache.
     """
     with open_project(docker_client) as project:
         project.compose("build", timeout=BUILD_TIMEOUT)
@@ -261,8 +264,9 @@ def docker_image(docker_client: Any) -> Iterator[str]:
         import docker
 
         # Already gone, or still used by a container: harmless either way.
-        with suppress(docker.errors.APIError):
-            docker_client.images.remove(TEST_IMAGE, force=True)
+        for tag in (TEST_IMAGE, TEST_REDIS_IMAGE):
+            with suppress(docker.errors.APIError):
+                docker_client.images.remove(tag, force=True)
 
 
 @pytest.fixture(scope="session")

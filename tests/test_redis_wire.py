@@ -170,3 +170,38 @@ def test_one_by_one_claims_see_an_empty_queue(client: redis.Redis, redis_setting
     finally:
         consumer.close()
         producer.close()
+
+
+def test_a_claim_after_redis_lost_confirmed_writes_hands_the_processing_list_back(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    """A Redis restarted from an AOF behind its replies (appendfsync everysec) forgot our
+    last call: what the processing list holds is then unknown to us, so it goes back
+    to the queue (counted) instead of being dropped with the next acknowledgements."""
+    settings = redis_settings.with_overrides(batch=3)
+    k = Keys(settings.queue)
+    producer = ListProducer(client, settings)
+    consumer = ListConsumer(client, settings, consumer="c1")
+    try:
+        run = producer.open_run()
+        producer.put(items(run, 0, 6))
+        first = consumer.get(0.2) or []
+        assert len(first) == 3
+        # The rollback, as the restarted Redis shows it: the call key is one call
+        # behind, and the processing list holds a batch this consumer never saw.
+        orphans = client.lpop(k.queue, 3)
+        client.rpush(k.processing("c1"), *orphans)
+        prefix, number = client.get(k.call("c1")).decode().rsplit(":", 1)
+        client.set(k.call("c1"), f"{prefix}:{int(number) - 1}")
+        for item in first:
+            consumer.ack(item)
+        consumer.flush()
+        assert client.lrange(k.queue, 0, -1) == orphans  # back, not dropped
+        rest = drain_all(consumer, 3)
+    finally:
+        consumer.close()
+        producer.close()
+    assert len(rest) >= 3
+    tally = read_tally(client, k, run)
+    assert (tally["consumed"], tally["lost"]) == (6, 0)
+    assert tally["redelivered"] >= 3

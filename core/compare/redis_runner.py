@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -63,7 +64,10 @@ def consumer_main(settings: RedisSettings, spec: str, conn: Connection) -> None:
     except PcqError as exc:
         print(f"pcq: consumer {os.getpid()}: {exc}", file=sys.stderr)
     finally:
-        conn.send({"consumer": consumer_id(), "stamps": stamps})
+        # The parent may have stopped listening (the comparison was interrupted):
+        # then nobody wants the stamps.
+        with suppress(OSError):
+            conn.send({"consumer": consumer_id(), "stamps": stamps})
         conn.close()
 
 

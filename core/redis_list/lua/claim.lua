@@ -21,12 +21,17 @@ local failures = redis.call('HLEN', KEYS[4])
 -- numbers grow, so a number at or below the last one applied is a retry.
 -- (SET ... GET may store a smaller number on a retry; only calls without
 -- acknowledgements can follow it, and re-applying those is harmless.)
+local rolled_back = false
 local last = redis.call('SET', KEYS[7], ARGV[3] .. ':' .. ARGV[4], 'GET')
 if last then
   local who, n = string.match(last, '^(.*):(%d+)$')
   if who == ARGV[3] and tonumber(n) >= tonumber(ARGV[4]) then
     return {failures, 1, redis.call('LRANGE', KEYS[2], 0, -1)}
   end
+  -- Our previous call is not here: Redis restarted from an AOF that ended before
+  -- writes it had already confirmed (appendfsync everysec). The processing list is
+  -- then not what this consumer thinks it holds (see below).
+  rolled_back = who == ARGV[3] and tonumber(n) < tonumber(ARGV[4]) - 1
 else
   -- No call key: our first call, or a reaper (or our own deregistration) removed
   -- us from the consumers set, always together with this key. Register before
@@ -58,6 +63,26 @@ for _ = 1, tonumber(ARGV[7]) do
   end
   acked = acked + k
   i = i + 2
+end
+if rolled_back then
+  -- Hand back whatever the processing list holds that is not acknowledged,
+  -- counted as redeliveries, rather than drop it with the list ('all' below).
+  local raws = redis.call('LRANGE', KEYS[2], 0, -1)
+  local back = 0
+  for j = #raws, 1, -1 do
+    local ok, p = pcall(cjson.decode, raws[j])
+    local id = ok and type(p) == 'table' and type(p.id) == 'string' and p.id or nil
+    local run = id and (string.match(id, '^(.*):%d+$') or '') or ''
+    if not id or redis.call('SISMEMBER', prefix .. ':run:' .. run .. ':acked', id) == 0 then
+      redis.call('LPUSH', KEYS[1], raws[j])
+      back = back + 1
+      if id then
+        redis.call('HINCRBY', prefix .. ':run:' .. run, 'redelivered', 1)
+      end
+    end
+  end
+  redis.call('DEL', KEYS[2])
+  redis.call('HINCRBY', prefix .. ':stats', 'redelivered', back)
 end
 if acked > 0 then
   if ARGV[6] == 'all' then
