@@ -23,7 +23,9 @@ made on first use with pip (their Redis client pins clash: arq wants redis<6,
 SAQ redis<8, the rest take 8). Every measurement gets a fresh throw-away
 ``redis-server`` (no password, no persistence, 127.0.0.1, free port). Rounds are
 interleaved (every system once, then again); the table shows every round, the
-median and the range, with the load average at start and end. A system that
+median and the range, with the load average at start and end, and next to them
+the CPU time per job (producer + workers + redis-server, inside the clock; see
+:mod:`peers.drive`), which moves far less with the machine's load than items/s. A system that
 fails to install or to run is reported in one line and the others go on.
 
 Usage::
@@ -92,6 +94,7 @@ class Outcome:
 
     system: System
     rates: list[float] = field(default_factory=list)
+    cpu_us: list[dict[str, float]] = field(default_factory=list)  # per job, each round
     errors: list[str] = field(default_factory=list)
     version: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
@@ -192,14 +195,24 @@ def spread(rates: list[float]) -> tuple[str, str]:
     return f"{statistics.median(rates):,.0f}", f"{min(rates):,.0f}-{max(rates):,.0f}"
 
 
+def cpu_text(rounds: list[dict[str, float]]) -> str:
+    """The median round by total CPU per job: ``total (producer+workers+redis)``."""
+    if not rounds:
+        return "-"
+    mid = sorted(rounds, key=lambda c: sum(c.values()))[len(rounds) // 2]
+    parts = "+".join(f"{mid[k]:.0f}" for k in ("producer", "workers", "redis"))
+    return f"{sum(mid.values()):,.0f} ({parts})"
+
+
 def table(outcomes: list[Outcome], items: int, rounds: int) -> Table:
     t = Table(title=f"{items:,} no-op jobs, 1 producer, 2 worker processes; items/s, {rounds} interleaved rounds")
     for col, just in (("system", "left"), ("version", "left"), ("every round", "right"),
-                      ("median", "right"), ("range", "right")):  # fmt: skip
+                      ("median", "right"), ("range", "right"),
+                      ("CPU us/job (prod+workers+redis)", "right")):  # fmt: skip
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for o in outcomes:
         every = ", ".join(f"{r:,.0f}" for r in o.rates) + "".join(" (failed)" for _ in o.errors)
-        t.add_row(o.system.name, o.version or "-", every or "-", *spread(o.rates))
+        t.add_row(o.system.name, o.version or "-", every or "-", *spread(o.rates), cpu_text(o.cpu_us))
     return t
 
 
@@ -229,8 +242,10 @@ def main() -> None:
                 continue
             o.version, o.settings = result["version"], result["settings"]
             o.rates.append(opts.items / result["seconds"])
+            o.cpu_us.append({k: v / opts.items * 1e6 for k, v in result["cpu"].items()})
             err.print(f"round {rnd} {o.system.name}: {o.rates[-1]:,.0f} items/s "
-                      f"(enqueue {opts.items / result['enqueue_seconds']:,.0f}/s)")  # fmt: skip
+                      f"(enqueue {opts.items / result['enqueue_seconds']:,.0f}/s), "
+                      f"CPU us/job {cpu_text(o.cpu_us[-1:])}, load {os.getloadavg()[0]:.1f}")  # fmt: skip
     load_end = os.getloadavg()
     report(outcomes, opts, load_start, load_end)
 
@@ -243,7 +258,7 @@ def report(outcomes: list[Outcome], opts: argparse.Namespace, start: tuple[float
         doc = {"items": opts.items, "rounds": opts.rounds, "load_start": start, "load_end": end,
                "cpus": os.cpu_count(), "systems": [
                    {"name": o.system.name, "version": o.version, "settings": o.settings,
-                    "items_per_second": o.rates, "errors": o.errors,
+                    "items_per_second": o.rates, "cpu_us_per_job": o.cpu_us, "errors": o.errors,
                     "median": statistics.median(o.rates) if o.rates else None}
                    for o in outcomes]}  # fmt: skip
         print(json.dumps(doc, indent=2))

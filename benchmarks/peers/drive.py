@@ -17,7 +17,13 @@ workers too) exposes ``PEER``, a class built as ``PEER(url, variant)`` that is a
    state (result backend, registry, queue length + in flight), never a counter
    the job increments;
 4. stops the workers (SIGTERM, then SIGKILL after 10 s) and prints one JSON line:
-   ``{system, variant, version, settings, items, seconds, enqueue_seconds}``.
+   ``{system, variant, version, settings, items, seconds, enqueue_seconds, cpu}``.
+
+``cpu`` is CPU seconds spent inside the clock by the producer (this process,
+while it enqueues), the workers (every process of their sessions, read from
+``/proc``; children reaped meanwhile, such as RQ's work horses, count through
+their parent's ``cutime``) and redis-server (``INFO cpu``). Unlike items/s it
+hardly moves with the load other work puts on the machine.
 
 Any failure prints ``{"error": "..."}`` instead, and the exit status is 1.
 """
@@ -93,6 +99,29 @@ def _settle(url: str, quiet_for: float = 1.0, timeout: float = 30.0) -> None:
             last, since = now, time.monotonic()
 
 
+def _session_cpu(sessions: set[int]) -> float:
+    """CPU seconds (own + reaped children) of every process in ``sessions``."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        # after the command: state ppid pgrp session ... utime(11) stime cutime cstime(14)
+        if int(fields[3]) in sessions:
+            ticks += sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_cpu(url: str) -> float:
+    with redis.Redis.from_url(url) as r:
+        info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
     for w in workers:
         if w.poll() is None:
@@ -119,15 +148,19 @@ def measure(peer: Peer, url: str, items: int, warmup: int, log: str) -> dict[str
         _wait(peer, warmup, 120, workers)
         _settle(url)
         peer.begin("timed")
-        start = time.monotonic()
+        sessions = {w.pid for w in workers}
+        cpu0 = (_session_cpu(sessions), _redis_cpu(url))
+        start, producer0 = time.monotonic(), time.process_time()
         peer.produce(items, "timed")
-        enqueued = time.monotonic()
+        enqueued, producer = time.monotonic(), time.process_time() - producer0
         end = _wait(peer, items, 600, workers)
+        cpu = {"producer": producer, "workers": _session_cpu(sessions) - cpu0[0],
+               "redis": _redis_cpu(url) - cpu0[1]}  # fmt: skip
     finally:
         _stop(workers)
         peer.close()
     return {"system": peer.system, "version": peer.version, "settings": peer.settings,
-            "items": items, "seconds": end - start, "enqueue_seconds": enqueued - start}  # fmt: skip
+            "items": items, "seconds": end - start, "enqueue_seconds": enqueued - start, "cpu": cpu}  # fmt: skip
 
 
 def main() -> None:
