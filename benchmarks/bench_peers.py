@@ -25,7 +25,7 @@ SAQ redis<8, the rest take 8). Every measurement gets a fresh throw-away
 interleaved (every system once, then again); the table shows every round, the
 median and the range, with the load average at start and end, and next to them
 the CPU time per job (producer + workers + redis-server, inside the clock; see
-:mod:`peers.drive`), which moves far less with the machine's load than items/s. A system that
+:mod:`peers.drive`), which moves less with the machine's load than items/s. A system that
 fails to install or to run is reported in one line and the others go on.
 
 Usage::
@@ -60,7 +60,7 @@ from pcq.core.compare.redis_server import free_port
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 STAMP = "pcq-requirements.txt"  # what a virtualenv was made with; another list remakes it
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, width=200)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ workers too) exposes ``PEER``, a class built as ``PEER(url, variant)`` that is a
 ``cpu`` is CPU seconds spent inside the clock by the producer (this process,
 while it enqueues), the workers (every process of their sessions, read from
 ``/proc``; children reaped meanwhile, such as RQ's work horses, count through
-their parent's ``cutime``) and redis-server (``INFO cpu``). Unlike items/s it
-hardly moves with the load other work puts on the machine.
+their parent's ``cutime``) and redis-server (``INFO cpu``). It moves less than
+items/s with the load other work puts on the machine (not nothing: a slower run
+pays more for the systems' timers and polling).
 
 Any failure prints ``{"error": "..."}`` instead, and the exit status is 1.
 """
