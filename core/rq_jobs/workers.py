@@ -67,9 +67,12 @@ class _PcqWorkerMixin:
             kwargs["name"] = f"{socket.gethostname()}.{os.getpid()}"
         return kwargs
 
-    def get_heartbeat_ttl(self, job: Job) -> int:
-        """RQ's TTL with its hard-coded 60 s slack replaced by ``PCQ_RQ_HEARTBEAT_GRACE``."""
-        ttl: int = super().get_heartbeat_ttl(job)  # type: ignore[misc]
+    def get_heartbeat_ttl(self, job: Job, *args: Any, **kwargs: Any) -> int:
+        """RQ's TTL with its hard-coded 60 s slack replaced by ``PCQ_RQ_HEARTBEAT_GRACE``.
+
+        RQ 3 also passes how long the job has run (``working_time``): passed on as given.
+        """
+        ttl: int = super().get_heartbeat_ttl(job, *args, **kwargs)  # type: ignore[misc]
         return max(1, ttl - RQ_HEARTBEAT_GRACE + _heartbeat_grace())
 
 
