@@ -98,7 +98,7 @@ def rq_project(docker_client: Any, docker_image: str) -> Iterator[RqProject]:
 
 
 def share_of(tally: dict[str, Any], container: Any) -> int:
-    """Jobs the tally credits to ``container`` (RQ worker names are ``<hostname>.<pid>``)."""
+    """Jobs the tally credits to ``container`` (RQ worker names are ``<hostname>.<pid>.<hex>``)."""
     host = container.attrs["Config"]["Hostname"]
     return sum(n for who, n in tally["per_consumer"].items() if who.startswith(f"{host}."))
 

@@ -378,7 +378,7 @@ def test_healthcheck_sees_only_this_hosts_workers(
         )
 
     assert check("nosuchhost").returncode == 1
-    worker = start(workers, settings, "")  # default name: <hostname>.<pid>
+    worker = start(workers, settings, "")  # default name: <hostname>.<pid>.<hex>
     line = worker.wait_for(r"Worker \S+: started with PID", 30)
     host = line.split("Worker ", 1)[1].split(":", 1)[0].rsplit(".", 1)[0]
     done = check(host)

@@ -2,8 +2,9 @@
 
 :class:`PcqWorker` is stock :class:`rq.Worker`, plus three things: it always
   uses :class:`AllowlistJob` and JSON (even if ``--job-class`` is forgotten), it
-  names itself ``<hostname>.<pid>`` (unique per container, readable in
-  ``rq info``), and the heartbeat grace RQ hard-codes to 60 s is configurable
+  names itself ``<hostname>.<pid>.<4 hex>`` (readable in ``rq info``; the random
+  part because a restarted container keeps its hostname and often its pid, and
+  RQ refuses to start a worker whose name a dead one still holds), and the heartbeat grace RQ hard-codes to 60 s is configurable
   (``PCQ_RQ_HEARTBEAT_GRACE``) so a dead worker's job is noticed in seconds.
 
 How long RQ takes to notice a dead worker (a SIGKILL, or a container gone):
@@ -31,6 +32,7 @@ duplicate, which the run's handled set counts.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from typing import Any
 
@@ -64,7 +66,7 @@ class _PcqWorkerMixin:
         kwargs["job_class"] = AllowlistJob
         kwargs["serializer"] = JSONSerializer
         if not kwargs.get("name"):
-            kwargs["name"] = f"{socket.gethostname()}.{os.getpid()}"
+            kwargs["name"] = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(2)}"
         return kwargs
 
     def get_heartbeat_ttl(self, job: Job, *args: Any, **kwargs: Any) -> int:
