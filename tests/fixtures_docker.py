@@ -39,6 +39,7 @@ TEST_IMAGE = f"pcq:test-{secrets.token_hex(4)}"
 # Redis's image carries docker/redis/*.sh: a tag of our own too, or another
 # branch's build of the shared pcq-redis:local could run under our tests.
 TEST_REDIS_IMAGE = f"pcq-redis:test-{secrets.token_hex(4)}"
+TEST_DASHBOARD_IMAGE = f"pcq-rq-dashboard:test-{secrets.token_hex(4)}"  # same reason
 SECRETS_SCRIPT = REPO / "scripts" / "secrets"
 CONSUMERS = 3
 STOP_GRACE = 10  # seconds (PCQ_STOP_GRACE): far above batch 2 x max delay 0.2 s
@@ -240,6 +241,7 @@ def project_env(**overrides: str) -> dict[str, str]:
     env.update(
         PCQ_IMAGE=TEST_IMAGE,
         PCQ_REDIS_IMAGE=TEST_REDIS_IMAGE,
+        PCQ_DASHBOARD_IMAGE=TEST_DASHBOARD_IMAGE,
         PCQ_SECRETS_DIR=str(make_secrets()),
         PCQ_QUEUE="pcqtest",
         PCQ_BATCH="2",
@@ -286,7 +288,7 @@ def docker_image(docker_client: Any) -> Iterator[str]:
         import docker
 
         # Already gone, or still used by a container: harmless either way.
-        for tag in (TEST_IMAGE, TEST_REDIS_IMAGE):
+        for tag in (TEST_IMAGE, TEST_REDIS_IMAGE, TEST_DASHBOARD_IMAGE):
             with suppress(docker.errors.APIError):
                 docker_client.images.remove(tag, force=True)
 
