@@ -108,6 +108,7 @@ class Stack:
         )
         self.env.update(env)
         self._runs = 0
+        self._acked_before: set[str] = set()
         self.owner: dict[str, str] = {}  # container id (12) -> node hostname
 
     # Lifecycle -------------------------------------------------------------------
@@ -195,9 +196,32 @@ class Stack:
         return list(result.output.decode().splitlines())
 
     # Producer ----------------------------------------------------------------------
+    def acked_sets(self) -> set[str]:
+        return {k for k in self.redis_cli("--scan", "--pattern", f"{PREFIX}:run:*:acked") if k}
+
+    def wait_progress(self, at_least: int, timeout: float = 60.0) -> None:
+        """Wait until the run started last has ``at_least`` items acknowledged."""
+        deadline = time.monotonic() + timeout
+        while True:
+            new = self.acked_sets() - self._acked_before
+            if new and int(self.redis_cli("SCARD", next(iter(new)))[0]) >= at_least:
+                return
+            assert time.monotonic() < deadline, f"not {at_least} items acknowledged in {timeout}s"
+            time.sleep(0.2)
+
+    def reset_ledger(self) -> None:
+        """Empty the ledger files on every node: one run's records per audit. Truncated,
+        not removed: running consumers keep their ledger file open (O_APPEND)."""
+        empty = f"for f in {self.ledger}/produced {self.ledger}/handled; do [ ! -e $f ] || : > $f; done"
+        for node in (None, *self.nodes):
+            in_node(node, "sh", "-c", empty)
+
     def start_producer(self, *args: str) -> Any:
-        """``pcq produce --json ARGS`` in a container on the stack's overlay network."""
+        """``pcq produce --json ARGS`` in a container on the stack's overlay network
+        (the ledger emptied first; :meth:`wait_progress` then follows this run)."""
         self._runs += 1
+        self.reset_ledger()
+        self._acked_before = self.acked_sets()
         mounts = {
             str(self.secrets / "redis-producer-password"):
                 {"bind": "/run/secrets/redis-producer-password", "mode": "ro"},
