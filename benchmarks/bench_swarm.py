@@ -1,13 +1,13 @@
 """Swarm figures: deploy -> consumers healthy, and items/s with consumers on 1 vs 3 nodes.
 
-    python benchmarks/bench_swarm.py [--items 4000] [--rounds 2] [--consumers 6]
+    python benchmarks/bench_swarm.py [--items 20000] [--rounds 2] [--consumers 6] [--batch 10]
 
 Uses the tests' swarm helpers (tests/fixtures_swarm.py): this engine as the
 manager (Redis pinned here) plus two simulated worker nodes (``swarm-nodes up
 2``), docker-stack.yml with TLS to Redis. The consumers run with
 ``PCQ_MAX_DELAY=0`` (no demo sleep: the transport is what is timed), first
-spread over the three nodes, then all moved to the manager (``docker service
-update --constraint-add node.role==manager``), alternating for ``--rounds``.
+spread over the three nodes, then all moved to the manager (both workers
+drained), alternating for ``--rounds``.
 
 On one VM the "nodes" share the same two cores, so 3 nodes cannot add CPU: the
 difference measures the overlay network's cost (VXLAN encapsulation through the
@@ -36,11 +36,18 @@ def load() -> str:
 
 
 def place(stack: Stack, consumers: int, manager_only: bool) -> None:
-    flag = "--constraint-add" if manager_only else "--constraint-rm"
-    sh("docker", "service", "update", "--detach", flag, "node.role==manager",
-       f"{stack.name}_consumer", check=False)
+    """All consumers on the manager (workers drained), or spread over the three nodes
+    (workers active, every task replaced at once so the spread preference applies)."""
+    if manager_only:
+        for node in ("node-1", "node-2"):
+            sh("docker", "node", "update", "--availability", "drain", node)
+    else:
+        for node in ("node-1", "node-2"):
+            sh("docker", "node", "update", "--availability", "active", node)
+        sh("docker", "service", "update", "--detach", "--force", "--update-parallelism", "0",
+           "--update-order", "stop-first", f"{stack.name}_consumer")
     want = 1 if manager_only else 3  # nodes the consumers should be on
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while True:
         run = stack.running()
         spread = {t["node"] for t in run}
@@ -64,7 +71,7 @@ def one_run(stack: Stack, items: int, batch: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--items", type=int, default=4000)
+    parser.add_argument("--items", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--consumers", type=int, default=6)
     parser.add_argument("--batch", type=int, default=10)
