@@ -3,17 +3,20 @@
 The engine is a swarm manager only while this module runs (``swarm-nodes up 0``,
 then ``down``). Judged by the consumers' own ledger files (tests/stack-ledger.yml,
 tests/audit.py), as the compose chaos tests are. Also checks, on a running stack,
-that no container shows a password in ``docker inspect`` or ``ps``.
+that no container shows a password in ``docker inspect`` or ``ps``, and runs the
+producer once as the swarm job of docker-stack.producer.yml.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fixtures_swarm import Stack, sh, swarm
+from fixtures_docker import REPO
+from fixtures_swarm import STACK_FILES, Stack, sh, swarm
 from no_secrets import exposed, passwords
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(400)]
@@ -83,3 +86,23 @@ def test_no_password_in_docker_inspect_or_ps(stack: Stack) -> None:
     assert run.exit_code == 0 and run.tally["lost"] == 0, run.stderr[-2000:]
     assert len(containers) == 5, containers
     assert found == [], found
+
+
+def test_producer_as_a_replicated_job(stack: Stack) -> None:
+    """docker-stack.producer.yml: the producer runs once, to the end, as a swarm job."""
+    files = [arg for path in (*STACK_FILES, REPO / "docker-stack.producer.yml")
+             for arg in ("-c", str(path))]
+    sh("docker", "stack", "deploy", "--resolve-image", "never", *files, stack.name,
+       env=dict(stack.env, PCQ_ITEMS="60"), timeout=180)
+    deadline = time.monotonic() + 180
+    while True:
+        states = [t["Status"]["State"] for t in stack.service("producer").tasks()]
+        if "complete" in states:
+            break
+        assert not {"failed", "rejected"} & set(states), states
+        assert time.monotonic() < deadline, f"the producer job did not complete: {states}"
+        time.sleep(0.5)
+    logs = sh("docker", "service", "logs", "--raw", f"{stack.name}_producer")
+    print(logs[-600:])
+    assert re.search(r"│ produced\s+│\s+60 │", logs), logs[-2000:]
+    assert re.search(r"│ lost\s+│\s+0 │", logs), logs[-2000:]
