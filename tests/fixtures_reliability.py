@@ -80,14 +80,14 @@ ROLE_PASSWORDS = {"admin": PASSWORD, "producer": "p-" + PASSWORD, "consumer": "c
 
 def render_acl(out: Path, queue: str = ACL_QUEUE) -> None:
     """Render the compose file's ACL for ``queue`` with :data:`ROLE_PASSWORDS`."""
+    # Each role's password in its own file, as Docker mounts the secrets.
+    secrets_dir = out.parent / "acl-secrets"
+    secrets_dir.mkdir(exist_ok=True)
+    for role, password in ROLE_PASSWORDS.items():
+        (secrets_dir / f"redis-{role}-password").write_text(password + "\n", encoding="utf-8")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PCQ_QUEUE": queue,
-        "REDIS_PASSWORD": ROLE_PASSWORDS["admin"],
-        "PCQ_PRODUCER_PASSWORD": ROLE_PASSWORDS["producer"],
-        "PCQ_CONSUMER_PASSWORD": ROLE_PASSWORDS["consumer"],
-        "PCQ_RQ_PASSWORD": ROLE_PASSWORDS["rq"],
-        "PCQ_OPERATOR_PASSWORD": ROLE_PASSWORDS["operator"],
-        "PCQ_MONITOR_PASSWORD": ROLE_PASSWORDS["monitor"],
+        "PCQ_SECRETS_DIR": str(secrets_dir),
     }
     subprocess.run(["sh", str(ACL_DIR / "render-acl.sh"), str(out)], env=env, check=True,
                    timeout=30)

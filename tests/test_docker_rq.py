@@ -24,6 +24,7 @@ from fixtures_docker import (
     UP_TIMEOUT,
     ComposeProject,
     Produced,
+    admin_password,
     log_count,
     project_env,
     wait_for_log,
@@ -85,7 +86,7 @@ def rq_project(docker_client: Any, docker_image: str) -> Iterator[RqProject]:
         PCQ_RQ_DASHBOARD_PORT=str(free_port()),
     )
     project = RqProject(
-        f"pcq-rqtest-{secrets.token_hex(4)}", docker_client, env["REDIS_PASSWORD"], env
+        f"pcq-rqtest-{secrets.token_hex(4)}", docker_client, admin_password(env), env
     )
     try:
         project.rq("build", "rq-dashboard", timeout=BUILD_TIMEOUT)
@@ -142,7 +143,7 @@ def test_docker_kill_rq_worker_mid_run_its_job_runs_again(rq_project: RqProject)
 
 def test_rq_info_lists_queue_and_workers(rq_project: RqProject) -> None:
     workers = rq_project.up_workers()
-    out = workers[0].exec_run(["sh", "-c", 'rq info --url "$RQ_REDIS_URL" --serializer json'])
+    out = workers[0].exec_run(["rq", "info", "--serializer", "json"])
     text = out.output.decode(errors="replace")
     assert out.exit_code == 0, text
     assert "pcqrq" in text

@@ -50,6 +50,7 @@ Progress = Callable[[int], None]
 # to be a fresh Python process, ~0.4 s of CPU, and was switched off here: eight
 # containers checking every 5 s halved the throughput on a 2-core machine.)
 # `healthcheck=False` still switches it off, to measure what it costs.
+# The harness's producer connects as the admin user (password: a secret file).
 _OVERRIDE = """\
 services:
   consumer:
@@ -58,7 +59,13 @@ services:
 _NO_HEALTHCHECK = """\
     healthcheck:
       disable: true
+  producer:
+    secrets: [redis-admin-password]
+    environment:
+      REDIS_URL: redis://admin@redis:6379/0
+      PCQ_REDIS_PASSWORD_FILE: /run/secrets/redis-admin-password
 """
+SECRETS_SCRIPT = COMPOSE_FILE.parent / "scripts" / "secrets"
 
 
 def docker_problem() -> str | None:
@@ -87,6 +94,13 @@ class DockerCompare:
         self.override = Path(self._dir.name) / "compare.override.yml"
         text = _OVERRIDE.format(work=str(workload.work)) + ("" if healthcheck else _NO_HEALTHCHECK)
         self.override.write_text(text, encoding="utf-8")
+        # Fresh random passwords as files (scripts/secrets), never in this environment.
+        self.secrets = Path(self._dir.name) / "secrets"
+        proc = subprocess.run([str(SECRETS_SCRIPT), "init", str(self.secrets)], capture_output=True,
+                              text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            self._dir.cleanup()
+            raise PcqError(f"scripts/secrets init failed: {(proc.stderr.strip() or '?')[-200:]}")
 
     def close(self) -> None:
         self._dir.cleanup()
@@ -113,17 +127,13 @@ class DockerCompare:
 
     def _env(self, queue: str) -> dict[str, str]:
         w = self.workload
-        admin = secrets.token_hex(16)
+        # The harness's producer also reads the consumers' registrations and stamps,
+        # which the producer ACL user may not: it runs as the admin user (_OVERRIDE).
         return dict(
             os.environ, PCQ_IMAGE=IMAGE, PCQ_REDIS_IMAGE=REDIS_IMAGE, PCQ_QUEUE=queue,
-            REDIS_PASSWORD=admin, PCQ_PRODUCER_PASSWORD=secrets.token_hex(16),
-            PCQ_CONSUMER_PASSWORD=secrets.token_hex(16), PCQ_RQ_PASSWORD=secrets.token_hex(16),
+            PCQ_SECRETS_DIR=str(self.secrets),
             PCQ_BATCH=str(w.batch), PCQ_HEARTBEAT_TTL="5", PCQ_STOP_GRACE="10s",
             PCQ_MAX_DELAY="0", PCQ_ITEMS="",
-            # The harness's producer also reads the consumers' registrations and stamps,
-            # which the producer ACL user may not: it runs as the admin user. Passed as
-            # `run -e REDIS_URL` (value from this environment), so never in an argv.
-            REDIS_URL=f"redis://admin:{admin}@redis:6379/0",
         )
 
     def run(self, consumers: int, repeat: int, progress: Progress, timeout: float) -> RunMetrics:
@@ -142,7 +152,7 @@ class DockerCompare:
             with RssSampler(lambda: pids, every=0.2, children=True) as rss:
                 t0 = time.perf_counter()
                 out = self._checked(
-                    project, env, "run", "--rm", "--no-deps", "-T", "-e", "REDIS_URL", "producer",
+                    project, env, "run", "--rm", "--no-deps", "-T", "producer",
                     "python", "-m",
                     "pcq.core.compare.docker_side", "produce", "--items", str(w.items),
                     "--payload-bytes", str(w.payload_bytes), "--consumers", str(consumers),

@@ -93,8 +93,14 @@ def connect(settings: RedisSettings) -> redis.Redis:
     for valid UTF-8 by :func:`pcq.core.redis_common.payload.decode`, not by the driver.
     """
     inner = _NoAuthRetry(ExponentialBackoff(cap=0.2, base=0.02), retries=2, supported_errors=RETRYABLE)
+    extra: dict[str, Any] = {}
+    if settings.file_password is not None:  # a URL's own password wins in from_url anyway
+        extra["password"] = settings.file_password
+    if settings.ca_file:  # rediss:// only (checked by RedisSettings)
+        extra["ssl_ca_certs"] = settings.ca_file
     return redis.Redis.from_url(
         settings.url,
+        **extra,
         retry=inner,
         retry_on_error=list(RETRYABLE),
         socket_timeout=SOCKET_TIMEOUT,
@@ -112,7 +118,10 @@ def explain(exc: BaseException, settings: RedisSettings) -> PcqError:
         return exc
     if isinstance(exc, _FATAL):
         if settings.password is None:
-            return PcqError(f"redis at {where} requires a password: put it in REDIS_URL")
+            return PcqError(
+                f"redis at {where} requires a password: put it in REDIS_URL or a file "
+                "named by PCQ_REDIS_PASSWORD_FILE"
+            )
         return PcqError(f"redis at {where} refused our credentials ({_first_line(exc)})")
     if isinstance(exc, OutOfMemoryError):
         return RedisFull(f"redis at {where} is full (maxmemory reached, nothing evicted): "

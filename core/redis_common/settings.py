@@ -8,7 +8,9 @@ below the entry point reads the environment again.
 Environment variables (command-line option in brackets):
 
 ======================  =====================================================
-``REDIS_URL``           ``redis://[user:password@]host:port/db`` (``--redis-url``)
+``REDIS_URL``           ``redis[s]://[user[:password]@]host:port/db`` (``--redis-url``)
+``PCQ_REDIS_PASSWORD_FILE`` file holding the password (Docker secrets: ``/run/secrets/...``)
+``PCQ_REDIS_CA_FILE``   CA certificate that signed the server's (``rediss://`` only)
 ``PCQ_QUEUE``           queue name, default ``pcq`` (``--queue``)
 ``PCQ_BATCH``           items per Redis round trip, default 1 (``--batch``)
 ``PCQ_MAX_DELIVERIES``  deliveries before dead-lettering, default 5
@@ -29,6 +31,11 @@ Environment variables (command-line option in brackets):
 ======================  =====================================================
 
 Bad values raise :class:`pcq.core.errors.UsageProblem` (one line, exit 2).
+
+Passwords: in containers the URL names the user only (``redis://consumer@redis:6379/0``)
+and ``PCQ_REDIS_PASSWORD_FILE`` points at a Docker secret, so no password sits in an
+environment variable (``docker inspect`` shows those) or a command line (``ps``). The
+file is read here, once; its content is kept out of ``repr`` and every message.
 """
 
 from __future__ import annotations
@@ -37,13 +44,14 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pcq.core.errors import UsageProblem
 
-__all__ = ["DEFAULT_HEALTH_FILE", "DEFAULT_URL", "RedisSettings", "parse_size", "redact_url"]
+__all__ = ["DEFAULT_HEALTH_FILE", "DEFAULT_URL", "RedisSettings", "parse_size", "read_secret",
+           "redact_url"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_HEALTH_FILE = "/tmp/pcq-consumer.alive"  # the compose healthcheck's default too
@@ -84,7 +92,29 @@ _ENV: dict[str, tuple[str, Any]] = {
     "PCQ_DEAD_MAX": ("dead_max", int),
     "PCQ_DEAD_MAX_AGE": ("dead_max_age", int),
     "PCQ_HEALTH_FILE": ("health_file", str),
+    "PCQ_REDIS_PASSWORD_FILE": ("password_file", str),
+    "PCQ_REDIS_CA_FILE": ("ca_file", str),
 }
+MAX_SECRET_BYTES = 4096  # a password file, not a dump: refuse anything bigger
+
+
+def read_secret(path: str, what: str = "PCQ_REDIS_PASSWORD_FILE") -> str:
+    """The first line of a secret file, stripped; one line (never its content) if unusable."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        raise UsageProblem(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise UsageProblem(f"{what} {path}: over {MAX_SECRET_BYTES} bytes, not a password file")
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageProblem(f"{what} {path}: not UTF-8 text") from None
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise UsageProblem(f"{what} {path}: empty")
+    return secret
 
 
 def redact_url(url: str) -> str:
@@ -126,6 +156,9 @@ class RedisSettings:
         dead_max_age: Seconds a dead letter is kept (0: for ever).
         health_file: Absolute path whose mtime a consumer keeps at its
             heartbeat's expiry ("" for none); see :mod:`pcq.core.redis_list.health`.
+        password_file: Where the password came from (a path, safe to show).
+        ca_file: CA certificate to verify a ``rediss://`` server with.
+        file_password: The password read from ``password_file`` (never shown).
     """
 
     url: str = DEFAULT_URL
@@ -144,9 +177,13 @@ class RedisSettings:
     dead_max: int = 1000
     dead_max_age: int = 7 * 24 * 3600
     health_file: str = DEFAULT_HEALTH_FILE
+    password_file: str | None = None
+    ca_file: str | None = None
+    file_password: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._check_url()
+        self._check_secrets()
         if not _QUEUE_RE.match(self.queue):
             raise UsageProblem(f"invalid queue name {self.queue!r} (use 1-64 of A-Z a-z 0-9 _ . -)")
         if not 1 <= self.batch <= MAX_BATCH:
@@ -199,6 +236,15 @@ class RedisSettings:
         if parts.scheme != "unix" and db and not db.isdigit():
             raise UsageProblem(f"invalid REDIS_URL {shown}: database must be a number")
 
+    def _check_secrets(self) -> None:
+        if self.password_file and urlsplit(self.url).password is not None:
+            raise UsageProblem(
+                f"both REDIS_URL ({redact_url(self.url)}) and PCQ_REDIS_PASSWORD_FILE give a "
+                "password: give it once"
+            )
+        if self.ca_file and urlsplit(self.url).scheme != "rediss":
+            raise UsageProblem(f"PCQ_REDIS_CA_FILE needs a rediss:// URL, got {redact_url(self.url)}")
+
     # Construction ------------------------------------------------------------
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisSettings:
@@ -214,6 +260,8 @@ class RedisSettings:
             except ValueError:
                 what = "size" if kind is parse_size else kind.__name__
                 raise UsageProblem(f"{var}={raw!r} is not a valid {what}") from None
+        if values.get("password_file"):
+            values["file_password"] = read_secret(values["password_file"])
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> RedisSettings:
@@ -241,9 +289,24 @@ class RedisSettings:
 
     @property
     def password(self) -> str | None:
-        """Password from the URL, if any (never print it)."""
+        """Password from the URL or the password file, if any (never print it)."""
         secret = urlsplit(self.url).password
-        return unquote(secret) if secret else None
+        return unquote(secret) if secret else self.file_password
+
+    def secret_url(self) -> str:
+        """The URL with the password (and CA file) in it, for libraries that take
+        nothing but a URL (RQ's settings module). Never print it: :func:`redact_url`.
+        """
+        parts = urlsplit(self.url)
+        if self.file_password is not None and parts.password is None and parts.scheme != "unix":
+            user = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+            host = parts.netloc.rsplit("@", 1)[-1]
+            netloc = f"{user}:{quote(self.file_password, safe='')}@{host}"
+            parts = parts._replace(netloc=netloc)
+        if self.ca_file:
+            query = f"{parts.query}&" if parts.query else ""
+            parts = parts._replace(query=f"{query}ssl_ca_certs={quote(self.ca_file)}")
+        return parts.geturl()
 
     @property
     def heartbeat_every(self) -> float:
@@ -256,4 +319,7 @@ class RedisSettings:
         return self.heartbeat_ttl * 0.4
 
     def __repr__(self) -> str:  # never show the password
-        return f"RedisSettings(url={redact_url(self.url)!r}, queue={self.queue!r}, batch={self.batch})"
+        shown = f"url={redact_url(self.url)!r}, queue={self.queue!r}, batch={self.batch}"
+        if self.password_file:
+            shown += f", password_file={self.password_file!r}"
+        return f"RedisSettings({shown})"

@@ -42,6 +42,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, Worker
 
+from pcq.core.errors import UsageProblem
+from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.rq_jobs.jobs import AllowlistJob
 
 __all__ = ["RQ_HEARTBEAT_GRACE", "PcqSimpleWorker", "PcqWorker", "check"]
@@ -98,12 +100,13 @@ def check(url: str | None = None, host: str | None = None) -> int:
     A worker's registration expires ``--worker-ttl`` + 60 s after its last
     heartbeat, so a hung or dead worker turns the container unhealthy.
     """
-    url = url or os.environ.get("RQ_REDIS_URL") or os.environ.get("REDIS_URL") or ""
     prefix = f"{host or socket.gethostname()}."
     try:
-        with Redis.from_url(url or "redis://localhost:6379/0", socket_timeout=5) as conn:
+        # The settings read REDIS_URL and, in containers, the password file and CA.
+        url = url or os.environ.get("RQ_REDIS_URL") or RedisSettings.from_env().secret_url()
+        with Redis.from_url(url, socket_timeout=5) as conn:
             names = [w.name for w in Worker.all(connection=conn)]
-    except (RedisError, ValueError) as exc:  # unreachable, bad URL: "unhealthy", one line
+    except (RedisError, ValueError, UsageProblem) as exc:  # unreachable, bad URL: one line
         print(f"unhealthy: {type(exc).__name__}: {exc}")
         return 1
     mine = [name for name in names if name.startswith(prefix)]
