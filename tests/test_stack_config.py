@@ -103,7 +103,9 @@ def normalise(service: dict[str, Any], *, stack: bool) -> dict[str, Any]:
         "read_only": bool(service.get("read_only")),
         "init": bool(service.get("init")),
         "cap_drop": sorted(service.get("cap_drop") or []),
-        "healthcheck": health.get("test"),
+        # `docker compose config` keeps a literal `$` escaped as `$$`; `docker stack
+        # config` prints it plain: one spelling before comparing.
+        "healthcheck": [part.replace("$$", "$") for part in health.get("test") or []] or None,
         "stop_grace_period": _seconds(service.get("stop_grace_period", "10s")),
     }
 
