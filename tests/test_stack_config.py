@@ -21,6 +21,7 @@ The differences allowed, on purpose (also in docs/multi-node.md):
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -154,3 +155,23 @@ def test_stack_services_use_dnsrr_and_swarm_secrets() -> None:
     assert placement["constraints"] == ["node.labels.pcq.redis == true"]
     assert stack["producer"]["deploy"]["mode"] == "replicated-job"
     assert stack["consumer"]["deploy"]["placement"]["preferences"] == [{"spread": "node.id"}]
+
+
+def _acl_password_files() -> set[str]:
+    """The password files docker/redis/render-acl.sh reads (one per ACL user)."""
+    script = (REPO / "docker" / "redis" / "render-acl.sh").read_text(encoding="utf-8")
+    return set(re.findall(r"redis-[a-z]+-password", script))
+
+
+def test_redis_gets_every_password_file_its_acl_reads() -> None:
+    # A stack Redis without one of them exits 2 on start (render-acl.sh) and
+    # swarm restarts it forever: this was a real failure (operator, monitor).
+    files = _acl_password_files()
+    assert {"redis-admin-password", "redis-operator-password", "redis-monitor-password"} <= files
+    targets = {s["target"] for s in stack_services()["redis"]["secrets"]}
+    assert files <= targets, sorted(files - targets)
+    docs = yaml.safe_load_all((REPO / "k8s" / "redis.yaml").read_text(encoding="utf-8"))
+    workload = next(d for d in docs if d["kind"] == "StatefulSet")
+    mounts = [m["mountPath"] for m in workload["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]]
+    assert {f"/run/secrets/{f}" for f in files} <= set(mounts), sorted(mounts)
+

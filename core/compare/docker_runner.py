@@ -53,17 +53,18 @@ Progress = Callable[[int], None]
 # The harness's producer connects as the admin user (password: a secret file).
 _OVERRIDE = """\
 services:
-  consumer:
-    command: ["python", "-m", "pcq.core.compare.docker_side", "consume", "--work", "{work}"]
-"""
-_NO_HEALTHCHECK = """\
-    healthcheck:
-      disable: true
   producer:
     secrets: [redis-admin-password]
     environment:
       REDIS_URL: redis://admin@redis:6379/0
       PCQ_REDIS_PASSWORD_FILE: /run/secrets/redis-admin-password
+  consumer:
+    command: ["python", "-m", "pcq.core.compare.docker_side", "consume", "--work", "{work}"]
+"""
+# Appended to the consumer service above.
+_NO_HEALTHCHECK = """\
+    healthcheck:
+      disable: true
 """
 SECRETS_SCRIPT = COMPOSE_FILE.parent / "scripts" / "secrets"
 
