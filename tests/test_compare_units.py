@@ -10,7 +10,14 @@ import yaml
 
 from pcq.core.compare.metrics import RunMetrics, fairness, latency_ms, percentile, summarize
 from pcq.core.compare.schema import SCHEMA, validate_results
-from pcq.core.compare.workload import Work, Workload, make_body, parse_consumers, parse_transports, parse_work
+from pcq.core.compare.workload import (
+    Work,
+    Workload,
+    make_body,
+    parse_consumers,
+    parse_transports,
+    parse_work,
+)
 from pcq.core.errors import UsageProblem
 
 

@@ -21,8 +21,8 @@ The differences allowed, on purpose (also in docs/multi-node.md):
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
