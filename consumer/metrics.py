@@ -128,6 +128,9 @@ class MeteredConsumer:
             m.dead_lettered.inc()
         m.in_flight.dec()
 
+    def holds(self, item: Item) -> bool:
+        return self.inner.holds(item)
+
     def release(self, items: Sequence[Item]) -> None:
         self.inner.release(items)
         self.metrics.in_flight.dec(len(items))

@@ -39,11 +39,13 @@ def _never() -> bool:
 
 @dataclass(slots=True)
 class ConsumeStats:
-    """What one consumer did: items handled, handler failures, items handed back."""
+    """What one consumer did: items handled, handler failures, items handed back,
+    and items left unhandled because its lease on them was lost (a pause)."""
 
     handled: int = 0
     failed: int = 0
     released: int = 0
+    forfeited: int = 0
 
 
 def produce(
@@ -164,13 +166,14 @@ def _settler(
     """The per-batch work: handle each item, settle each exactly once.
 
     ``acked`` is the index up to which every item of the batch is settled
-    (acknowledged, nacked or released). With ``each`` an item is acknowledged
+    (acknowledged, nacked or released; an item ``holds`` disowns goes to
+    ``release`` unhandled, with the rest of its batch). With ``each`` an item is acknowledged
     as soon as its handler returns; otherwise handled items wait, and each run
     of them goes to ``ack_run`` in one call: before a nack, before the release
     on stop, and at the end of the batch.
     """
     show = None if console.quiet else console.got
-    ack, nack = consumer.ack, consumer.nack
+    ack, nack, holds = consumer.ack, consumer.nack, consumer.holds
 
     def flush(batch: Sequence[Item], start: int, end: int, stats: ConsumeStats) -> None:
         if end > start:
@@ -178,10 +181,13 @@ def _settler(
             stats.handled += end - start
 
     def settle(batch: Sequence[Item], stats: ConsumeStats) -> None:
-        acked, end = 0, len(batch)
+        acked, end, lost = 0, len(batch), False
         for i, item in enumerate(batch):
             if stop():
                 end = i
+                break
+            if not holds(item):  # a pause outlived the lease: these are someone else's now
+                end, lost = i, True
                 break
             if show is not None:
                 show(item.body)
@@ -200,7 +206,10 @@ def _settler(
         flush(batch, acked, end, stats)
         if end < len(batch):
             consumer.release(batch[end:])
-            stats.released += len(batch) - end
+            if lost:
+                stats.forfeited += len(batch) - end
+            else:
+                stats.released += len(batch) - end
 
     return settle
 

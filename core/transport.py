@@ -122,7 +122,17 @@ class Consumer(Protocol):
         """The handler failed: deliver again, or dead-letter with ``reason``."""
 
     def release(self, items: Sequence[Item]) -> None:
-        """Hand back claimed items that were not handled (shutdown)."""
+        """Hand back claimed items that were not handled (shutdown, or ``holds`` said no)."""
+
+    def holds(self, item: Item) -> bool:
+        """Whether ``item`` is still this consumer's to handle; asked before each one.
+
+        False once the consumer lost its lease (paused past its heartbeat's
+        lifetime): the item and the rest of its batch are already someone
+        else's. The pattern then handles none of them and passes them to
+        ``release``, which lets them go without handing anything back. A
+        transport without leases always says True.
+        """
 
 
 @runtime_checkable

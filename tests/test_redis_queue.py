@@ -137,7 +137,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     run = producer.open_run()
     producer.put(items(run, 3))
     dead = ListConsumer(client, settings, consumer="dead")
-    dead.beat()
+    dead.beat(join=True)
     held = dead._claims.claim(3)  # claims without starting a heartbeat thread
     assert len(held) == 3
     reaper = ListConsumer(client, settings, consumer="reaper")
@@ -146,6 +146,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     assert reaper.reap() == (1, 3, 0)
     assert client.llen(keys.processing("dead")) == 0
     assert not client.sismember(keys.consumers, "dead")
+    reaper.beat(join=True)
     again = reaper._claims.claim(3)
     assert [i.id for i in again] == [i.id for i in held]
     assert all(i.deliveries == 2 for i in again)
@@ -163,7 +164,7 @@ def test_a_restarted_consumer_with_the_same_id_requeues_what_it_inherited(
     run = producer.open_run()
     producer.put(items(run, 3))
     old = ListConsumer(client, settings, consumer="host:7")
-    old.beat()
+    old.beat(join=True)
     held = old._claims.claim(3)  # then SIGKILLed: no ack, heartbeat still alive
     assert len(held) == 3 and client.exists(keys.heartbeat("host:7"))
     new = ListConsumer(client, settings, consumer="host:7")

@@ -143,3 +143,54 @@ def test_docker_pause_redis_15_s(project: ComposeProject) -> None:
     assert in_flight(project) == {}
     for consumer in project.containers("consumer"):
         assert consumer.status == "running", consumer.logs(tail=20)
+
+
+@pytest.fixture
+def slow_project(docker_client: Any, docker_image: str, tmp_path: Path) -> Any:
+    """Like ``project``, with the demo's work at 0-300 ms per item."""
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    ledger.chmod(0o777)
+    with open_project(docker_client, (LEDGER_OVERRIDE,), PCQ_TEST_LEDGER=str(ledger),
+                      PCQ_QUEUE=QUEUE, PCQ_BATCH="5", PCQ_MAX_DELAY="0.3",
+                      PCQ_HEARTBEAT_TTL="3", PCQ_HIGH_WATER="1000") as proj:
+        yield proj
+
+
+def test_docker_pause_a_consumer_past_its_heartbeat(slow_project: ComposeProject) -> None:
+    # Fencing (core/redis_list/lease.py): the paused consumer's batch is reaped and
+    # handled by the others; once unpaused it handles none of it, at most the
+    # item that was in hand when the pause began.
+    project = slow_project
+    victim, *_ = project.up(CONSUMERS)
+    producer = project.start_producer("--items", "300", "--batch", "20", "--timeout", "300")
+    ledger = Audit(Path(project.env["PCQ_TEST_LEDGER"]))
+
+    def rows() -> list[list[str]]:
+        return ledger._rows("handled")
+
+    def wait(what: str, done: Any, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    wait("the victim under way", lambda: sum(r[1].startswith(victim.id[:12]) for r in rows()) >= 3)
+    victim.pause()
+    paused = time.monotonic()
+    try:
+        wait("the paused consumer reaped",
+             lambda: int((redis_cli(project, "HGET", f"{PREFIX}:stats", "reaped") or ["0"])[0] or 0) >= 1)
+        wait("its items handled elsewhere", lambda: any(r[2] != "1" for r in rows()))
+    finally:
+        victim.unpause()
+    pause = time.monotonic() - paused
+    run = project.finish_producer(producer, timeout=300)
+
+    tally = run.tally
+    report = ledger_of(project, tally["run"]).report()
+    print(f"paused {pause:.1f}s; {report.summary()}; tally {tally}")
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert tally["produced"] == 300 and tally["lost"] == 0 and tally["redelivered"] >= 1, tally
+    report.assert_sound(duplicates_allowed=1)  # at most the item in hand
+    assert b"lost its lease" in victim.logs(), victim.logs(tail=20)

@@ -171,6 +171,10 @@ class LocalConsumer(BatchAckConsumer):
         self._event(kind, int(item.id), item.deliveries, [item.body], reason)
         self._settle(1)
 
+    def holds(self, item: Item) -> bool:
+        """Always: the supervisor, not a lease, decides when a consumer's items go elsewhere."""
+        return True
+
     def release(self, items: Sequence[Item]) -> None:
         """Hand back unhandled items (when stopping they stay counted as not consumed)."""
         if items and not self.state.stopping():

@@ -24,7 +24,9 @@ One item's way through the queue (keys ``pcq:{Q}:...``, all listed in
          |-- not handled (shutdown): release.lua -> head of the queue  (consumer.py)
          '-- consumer died: its hb:<consumer> key expires; reap.lua, run
                by every consumer's heartbeat thread, puts what it held and
-               had not acknowledged back at the head, failures counted (heartbeat.py)
+               had not acknowledged back at the head, failures counted (reaper.py);
+               a consumer that was only paused handles none of it when it
+               wakes, and rejoins                                      (lease.py)
     ListProducer.end_stream   run leaves the open set; drained.lua then tells a
                               `consume --drain` consumer that nothing is left   (consumer.py)
 
@@ -52,6 +54,9 @@ Modules, one thing each:
 * ``scripts`` -- the Lua scripts, loaded and reloaded;
 * ``acks`` -- acknowledgements waiting for the next claim;
 * ``heartbeat`` -- the beating (and reaping) thread;
+* ``reaper`` -- reap.lua's call: dead consumers' items back in the queue;
+* ``lease`` -- fencing: a consumer paused past its heartbeat's lifetime
+  handles nothing it held (it was reaped) and rejoins;
 * ``rates`` -- items/s over the last 10 s, for heartbeats and ``pcq watch``;
 * ``tally`` -- a run's counts, read back (what ``pcq produce`` prints);
 * ``status`` -- a queue's state right now (``pcq status``/``watch``);

@@ -12,6 +12,8 @@ acknowledgements buffered since the previous one::
 
 What a reply brings is held (:class:`~pcq.core.redis_list.held.Held`) and
 decoded by the consumer's ``decode`` (which dead-letters what is malformed).
+A reply that says a reaper had removed this consumer (``fenced``) forfeits
+the lease (:mod:`pcq.core.redis_list.lease`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from pcq.core.redis_list.acks import AckBuffer
 from pcq.core.redis_list.envelope import size
 from pcq.core.redis_list.held import Envelope, Held
+from pcq.core.redis_list.lease import Lease
 from pcq.core.redis_list.link import ListLink
 from pcq.core.transport import Item
 
@@ -40,12 +43,13 @@ class Claims:
         held: What the consumer holds; claims add to it.
         acks: The consumer's buffered acknowledgements; claims carry and clear them.
         decode: Turns newly held envelopes into items.
+        lease: The consumer's lease, forfeit when a claim finds it was reaped.
     """
 
     def __init__(self, link: ListLink, consumer: str, held: Held, acks: AckBuffer,
-                 decode: Decode) -> None:  # fmt: skip
+                 decode: Decode, lease: Lease) -> None:  # fmt: skip
         self.link, self.consumer, self.held, self.acks = link, consumer, held, acks
-        self.decode = decode
+        self.decode, self.lease = decode, lease
         self.batch = link.settings.batch
         self.busy = True  # items were left in the queue: try a non-blocking claim first
         self.ready: list[Item] = []  # items of a landed prefetch, for the next get
@@ -66,7 +70,7 @@ class Claims:
         """Send buffered acknowledgements now (a claim of nothing that carries them)."""
         self.land()
         if self.acks:
-            self.link.eval("claim", self._keys, self._args(0))
+            self._check(self.link.eval("claim", self._keys, self._args(0)))
             self.acks.clear()
 
     def wait_and_claim(self, timeout: float) -> list[Item]:
@@ -86,7 +90,10 @@ class Claims:
         commands += [("BLMOVE", k.queue, k.processing(me), "LEFT", "RIGHT", timeout),
                      ("SADD", k.consumers, me), ("HLEN", k.deliveries), ("LLEN", k.queue),
                      ("LRANGE", k.processing(me), 0, -1)]  # fmt: skip
-        failures, length, holding = self.link.execute(commands)[-3:]
+        replies = self.link.execute(commands)
+        if len(replies) > 5:
+            self._check(replies[0])
+        failures, length, holding = replies[-3:]
         moved = self.held.unknown(holding)  # at the tail: what BLMOVE put there
         if not moved:
             return []
@@ -107,6 +114,13 @@ class Claims:
             receive, self._prefetched = self._prefetched, None
             self.ready += self._hold(receive())
 
+    def forget(self) -> None:
+        """Drop a prefetch (read its reply first: the Wire must stay in step) and what is ready."""
+        if self._prefetched is not None:
+            receive, self._prefetched = self._prefetched, None
+            receive()
+        self.ready = []
+
     def _args(self, want: int, adopt: int = 0) -> list[Any]:
         # Every call gets the next number; the script skips one it has applied.
         self._calls += 1
@@ -116,6 +130,11 @@ class Claims:
 
     def _hold(self, reply: list[Any]) -> list[Item]:
         """Take a claim's reply: the envelopes now held (see claim.lua)."""
+        self._check(reply)
         self.busy = int(reply[1]) > 0  # the queue may hold more (see claim.lua)
         envelopes = self.held.new(reply[2], whole=int(reply[3]) == 1)
         return self.decode(envelopes, int(reply[0]) > 0)
+
+    def _check(self, reply: list[Any]) -> None:
+        if len(reply) > 4 and reply[4]:  # fenced: a reaper had removed us
+            self.lease.forfeit()

@@ -22,6 +22,11 @@ can find its predecessor's processing list under its own id, with the old
 heartbeat still alive. A consumer therefore reaps its own id once at start,
 before its first claim: those items go back to the queue as counted
 redeliveries instead of being silently adopted.
+
+Fencing (:mod:`pcq.core.redis_list.lease`): before each item the pattern asks
+:meth:`ListConsumer.holds`; a consumer paused past its heartbeat's lifetime
+finds it was reaped, leaves the rest of what it held to the others, and
+rejoins (the same way it started) at its next :meth:`~ListConsumer.get`.
 """
 
 from __future__ import annotations
@@ -46,8 +51,10 @@ from pcq.core.redis_list.envelope import pack
 from pcq.core.redis_list.health import HealthFile
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.held import ACKED, Envelope, Held
+from pcq.core.redis_list.lease import Lease
 from pcq.core.redis_list.link import ListLink, Notify
 from pcq.core.redis_list.rates import RateWindow
+from pcq.core.redis_list.reaper import reap
 from pcq.core.transport import Item
 
 __all__ = ["ListConsumer", "consumer_id"]
@@ -61,6 +68,10 @@ DRAIN_GLANCE = 0.05
 # two batches, and the second waits no longer than this for its turn, so a slow
 # consumer never sits on work that an idle one could do.
 PREFETCH_BELOW = 0.05
+# An item that took at least this long is acknowledged at once, not buffered:
+# one round trip (~0.1 ms) is then <= 5% of its time, and a consumer paused or
+# killed right after it does not leave it to be handled again.
+ACK_AT_ONCE_AFTER = 0.002
 
 
 def consumer_id() -> str:
@@ -105,8 +116,11 @@ class ListConsumer:
         self._acks = AckBuffer()
         self.acked = 0  # acknowledgements so far; only this consumer's thread writes it
         self.rates = RateWindow()  # of `acked`, sampled by each heartbeat
-        self._claims = Claims(self.link, self.consumer, self._held, self._acks, self._decode)
+        self.lease = Lease()  # until when what we claimed is surely ours
+        self._claims = Claims(self.link, self.consumer, self._held, self._acks, self._decode,
+                              self.lease)  # fmt: skip
         self._last_get = -PREFETCH_BELOW  # monotonic time get last returned
+        self._last_settled = 0.0  # monotonic time of the last get or ack
         self._heart: Heartbeat | None = None  # beats and reaps from start() to close()
 
     # Liveness ------------------------------------------------------------------
@@ -115,18 +129,21 @@ class ListConsumer:
         if self._heart is not None:
             return
         self._retry(self.reap, self.consumer)  # nothing claimed yet: all left by a predecessor
-        self._retry(self.beat)
+        self._retry(self.beat, True)
         s = self.settings
         self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every,
                                 listener=HealthFile.of(s))  # the healthcheck's file
         self._heart.start()
 
-    def beat(self) -> None:
-        """Refresh the heartbeat and (re-)register: a reaped consumer comes back.
+    def beat(self, join: bool = False) -> bool:
+        """Refresh the heartbeat and renew the lease; False if a reaper removed us.
 
+        Only ``join`` registers: a plain beat of a consumer that was reaped
+        writes nothing and marks the lease lost (:mod:`pcq.core.redis_list.lease`).
         The value carries the acknowledgement count now and ~10 s ago, so
         ``pcq status`` reads a rate in one look.
         """
+        started = time.monotonic()
         k, ttl, now, acked = self.keys, self.settings.heartbeat_ttl, time.time(), self.acked
         self.rates.add(now, acked)
         since_at, since = self.rates.oldest
@@ -136,30 +153,54 @@ class ListConsumer:
         )
         # beat.lua, not MULTI: it runs on a full Redis (allow-oom), so a busy
         # consumer is never taken for dead there.
-        self._scripts.beat([k.heartbeat(self.consumer), k.consumers],
-                           [value, int(ttl * 1000), self.consumer])  # fmt: skip
+        written = self._scripts.beat([k.heartbeat(self.consumer), k.consumers],
+                                     [value, int(ttl * 1000), self.consumer,
+                                      "join" if join else "stay"])  # fmt: skip
+        if written:
+            self.lease.renewed(started, ttl)
+        else:
+            self.lease.forfeit()
+        return bool(written)
+
+    def holds(self, item: Item) -> bool:
+        """Whether ``item`` is still ours to handle (see :class:`pcq.core.transport.Consumer`).
+
+        While the last acknowledged beat's lifetime runs, yes without a round
+        trip; after it (a pause), a beat decides.
+        """
+        lease = self.lease
+        if lease.sure():
+            return True
+        if not lease.lost:
+            self._retry(self.beat)
+        return not lease.lost
+
+    def _rejoin(self) -> None:
+        """After a lost lease: forget what we held, take back any leftovers, register again.
+
+        A reaper normally took everything already; reaping our own id hands
+        back whatever is still listed (say, Redis restarted and lost the
+        reaper's work), skipping what is acknowledged. Buffered
+        acknowledgements stay buffered: the items were handled, and the next
+        claim records them (as duplicates if someone handled them again).
+        """
+        self._claims.forget()
+        self._held.clear()
+        self._acks.settled = []
+        self._retry(self.beat, True)  # registered again, so reap.lua sees our id
+        self._retry(self.reap, self.consumer)
+        self._retry(self.beat, True)
+        self.lease.rejoined()
+        self.notify(f"consumer {self.consumer} lost its lease (paused past its heartbeat); "
+                    f"what it held went to others; rejoined")  # fmt: skip
 
     def reap(self, predecessor: str = "") -> tuple[int, int, int]:
         """Requeue the items of consumers whose heartbeat expired.
 
-        Args:
-            predecessor: A consumer id reaped even though its heartbeat is
-                alive: this process's own id, before it has claimed anything.
-
-        Returns:
-            (consumers reaped, items requeued, items dead-lettered).
+        See :func:`pcq.core.redis_list.reaper.reap`; a line when it did, then
+        the dead-letter retention.
         """
-        k = self.keys
-        keys = [k.consumers, k.queue, k.deliveries, k.errors, k.dead, k.stats, k.queue_extra]
-        args: list[str | int] = [
-            k.prefix,
-            self.settings.max_deliveries,
-            f"{time.time():.3f}",
-            "" if predecessor == self.consumer else self.consumer,
-            self.settings.max_payload_bytes,
-            predecessor,
-        ]
-        reaped, requeued, dead = (int(x) for x in self._scripts.reap(keys, args))
+        reaped, requeued, dead = reap(self.link, self.consumer, predecessor)
         if reaped:
             self.notify(
                 f"reaped {reaped} dead consumer(s): {requeued} item(s) back in the queue, "
@@ -191,12 +232,27 @@ class ListConsumer:
         whether the queue is drained, so it leaves soon after the last item.
         """
         self.start()
+        items = self._claim(timeout)
+        if self.lease.lost:  # a reply said a reaper had removed us: rejoin, claim again
+            items = self._claim(timeout)
+        now = time.monotonic()
+        if items and self._claims.busy and now - self._last_get < PREFETCH_BELOW:
+            self._claims.prefetch()
+        self._last_get = self._last_settled = now
+        if items or not self.drain:
+            return items
+        return None if self.drained() else []
+
+    def _claim(self, timeout: float) -> list[Item]:
+        """What a prefetch brought, a claim, or a wait in BLMOVE (see :meth:`get`)."""
+        if self.lease.lost:
+            self._rejoin()
         claims, batch = self._claims, self.settings.batch
         claims.land()
         items, claims.ready = claims.ready, []
         if not items and claims.busy:
             items = claims.claim(batch)
-        if not items:
+        if not items and not self.lease.lost:
             wait = min(timeout, DRAIN_GLANCE) if self.drain else timeout
             try:
                 items = claims.wait_and_claim(wait)
@@ -205,13 +261,7 @@ class ListConsumer:
                 # else filled it): poll with the claim script, which may run there.
                 time.sleep(wait)
                 items = claims.claim(batch)
-        now = time.monotonic()
-        if items and claims.busy and now - self._last_get < PREFETCH_BELOW:
-            claims.prefetch()
-        self._last_get = now
-        if items or not self.drain:
-            return items
-        return None if self.drained() else []
+        return items
 
     def drained(self) -> bool:
         """True when no stream is open and no item is queued or in flight."""
@@ -230,7 +280,8 @@ class ListConsumer:
             self._acks.envelope_settled(envelope)
         self._acks.add(item.id, now)
         self.acked += 1
-        if now - self._acks.since > ACK_FLUSH_SECONDS:
+        took, self._last_settled = now - self._last_settled, now
+        if took >= ACK_AT_ONCE_AFTER or now - self._acks.since > ACK_FLUSH_SECONDS:
             self.flush()
 
     def nack(self, item: Item, reason: str) -> None:
@@ -252,7 +303,7 @@ class ListConsumer:
         Acknowledgements go first, so what stays held of an envelope is only its
         items still unsettled.
         """
-        if not items:
+        if not items or self.lease.lost:  # lost: a reaper has handed them back already
             return
         self.flush()
         leaving: dict[Envelope, list[int]] = {}

@@ -37,7 +37,7 @@ class BeatListener(Protocol):
 class Heartbeat(threading.Thread):
     """Calls ``beat`` every ``every`` seconds (and ``reap`` every ``reap_every``).
 
-    After each ``beat`` that returned, ``listener.acknowledged(started)`` is
+    After each ``beat`` that returned True, ``listener.acknowledged(started)`` is
     called with the wall-clock time taken just before it; ``stop`` ends with
     ``listener.stopped()``.
     """
@@ -45,7 +45,7 @@ class Heartbeat(threading.Thread):
     def __init__(
         self,
         every: float,
-        beat: Callable[[], object],
+        beat: Callable[[], bool],
         reap: Callable[[], object] | None = None,
         reap_every: float = 0.0,
         listener: BeatListener | None = None,
@@ -64,8 +64,8 @@ class Heartbeat(threading.Thread):
         while not self._halt.wait(self.every):
             try:
                 started = time.time()
-                self.beat()
-                if self.listener is not None and not self._halt.is_set():  # none after stopped()
+                written = self.beat()  # False: a consumer reaped meanwhile (not alive)
+                if written and self.listener is not None and not self._halt.is_set():
                     self.listener.acknowledged(started)
                 if self.reap is not None and time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + self.reap_every

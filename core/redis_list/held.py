@@ -114,3 +114,9 @@ class Held:
     def ids(self) -> list[str]:
         """Every unsettled item id held, one per copy."""
         return [*self.at, *(i for i, copies in self._dups.items() for _ in copies)]
+
+    def clear(self) -> None:
+        """Forget everything held (a lost lease: a reaper handed it all back)."""
+        self.envelopes = []
+        self.at = {}
+        self._dups = {}

@@ -103,12 +103,12 @@ class ListProducer:
             self._alive.start()
         return run
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
         # While this key lives the run counts as open for `consume --drain`; a
         # producer killed without closing its stream lets it expire.
         # beat.lua (allow-oom): a producer waiting on a full Redis is still alive.
         ttl = int(self.settings.heartbeat_ttl * 1000) * PRODUCER_TTL_FACTOR
-        self.link.scripts.beat([self.keys.run_alive(self.run)], [os.getpid(), ttl])
+        return bool(self.link.scripts.beat([self.keys.run_alive(self.run)], [os.getpid(), ttl]))
 
     def put(self, items: Sequence[Item]) -> None:
         """Push ``items`` as one batch; wait while the queue is at its high-water mark.

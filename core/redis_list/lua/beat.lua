@@ -4,8 +4,14 @@
 -- a working consumer look dead (and get reaped), or a waiting producer's run look
 -- abandoned; a beat rewrites a key of a few hundred bytes.
 -- KEYS[1] the key, KEYS[2] (optional) a set to register in
--- ARGV[1] value, ARGV[2] lifetime in milliseconds, ARGV[3] member to add to KEYS[2]
--- Returns 1.
+-- ARGV[1] value, ARGV[2] lifetime in milliseconds, ARGV[3] member to add to KEYS[2],
+-- ARGV[4] (with KEYS[2]) 'join': register; 'stay': only while still registered
+-- Returns 1, or 0 when 'stay' found the member gone from the set (nothing written):
+-- a reaper took what it held, and a beat must not quietly bring it back
+-- (core/redis_list/lease.py: fencing a paused consumer).
+if #KEYS > 1 and ARGV[4] ~= 'join' and redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 then
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if #KEYS > 1 then
   redis.call('SADD', KEYS[2], ARGV[3])

@@ -15,7 +15,7 @@
 -- (mode 'some') the envelopes to drop from the processing list.
 -- (One joined argument instead of one per id: packing arguments costs the client
 -- more than splitting them costs Lua.)
--- Returns {HLEN deliveries, busy, {envelope...}, whole}: failures pending anywhere,
+-- Returns {HLEN deliveries, busy, {envelope...}, whole[, fenced]}: failures pending anywhere,
 -- 1 if the queue may hold more, the envelopes claimed, and whole = 1 when this call
 -- had been applied before (a retry after a lost reply): the envelopes are then
 -- everything the consumer holds. Claims take whole envelopes while they fit in
@@ -24,6 +24,8 @@
 -- claim got all it asked for: a guess that saves an LLEN per call (when wrong, the
 -- next claim finds nothing and the client blocks in BLMOVE). One by one the guess
 -- would be wrong whenever the queue runs dry, so LLEN tells.
+-- fenced (a fifth element, 1) when a reaper had removed this consumer: the call
+-- only recorded its acknowledgements (core/redis_list/lease.py).
 -- Every redis.call costs about a microsecond of Redis CPU on top of its work (the
 -- reply round-trips through RESP), so this script makes as few as it can.
 
@@ -33,7 +35,7 @@ local failures = redis.call('HLEN', KEYS[4])
 -- numbers grow, so a number at or below the last one applied is a retry.
 -- (SET ... GET may store a smaller number on a retry; only calls without
 -- acknowledgements can follow it, and re-applying those is harmless.)
-local rolled_back = false
+local rolled_back, fenced = false, false
 local last = redis.call('SET', KEYS[7], ARGV[3] .. ':' .. ARGV[4], 'GET')
 if last then
   local who, n = string.match(last, '^(.*):(%d+)$')
@@ -44,12 +46,15 @@ if last then
   -- writes it had already confirmed (appendfsync everysec). The processing list is
   -- then not what this consumer thinks it holds (see below).
   rolled_back = who == ARGV[3] and tonumber(n) < tonumber(ARGV[4]) - 1
-else
-  -- No call key: our first call, or a reaper (or our own deregistration) removed
-  -- us from the consumers set, always together with this key. Register before
-  -- claiming, or a reaper would never see what we claim. (The heartbeat thread
-  -- registers too, but only once per beat.)
-  redis.call('SADD', KEYS[3], ARGV[2])
+elseif redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then
+  -- No call key and not registered: a reaper removed us (it deletes both) while
+  -- we were paused, and gave what we held to others. Registering here would let
+  -- the consumer go on handling items that are no longer its own. Record the
+  -- acknowledgements (those items were handled), settle and claim nothing, and
+  -- say so: the consumer rejoins (beat.lua 'join'), as it did when it started.
+  -- (No call key but registered: the first call since joining.)
+  redis.call('DEL', KEYS[7])
+  fenced = true
 end
 
 local prefix, consumer = ARGV[1], ARGV[2]
@@ -74,6 +79,9 @@ for _ = 1, tonumber(ARGV[8]) do
     redis.call('HDEL', KEYS[5], unpack(ids))
   end
   i = i + 2
+end
+if fenced then
+  return {failures, 1, {}, 0, 1}
 end
 if rolled_back then
   -- Hand back whatever the processing list holds that is not acknowledged,

@@ -1,0 +1,154 @@
+"""Fencing a paused consumer: past its heartbeat's lifetime, what it held is not its own.
+
+A consumer paused longer than its heartbeat TTL (SIGSTOP here; ``docker pause``
+in ``test_reliability_docker.py``) is reaped by the others: its items go back to
+the queue and are handled elsewhere. Once it runs again it must not start
+handling any of them; the item in hand when the pause began may complete. Then
+it rejoins (core/redis_list/lease.py). The first tests drive one consumer in
+this process, step by step; the last one pauses a real ``pcq consume`` process
+mid-run and judges by the outside ledger.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+from audit import HANDLED
+from redis_procs import wait_until
+
+from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.consumer import ListConsumer
+from pcq.core.redis_list.producer import ListProducer
+from pcq.core.redis_list.tally import read_tally
+from pcq.core.transport import Item
+
+if TYPE_CHECKING:  # imported as a plugin below: importing it here would skip its rewrite
+    from fixtures_redis import RedisServer
+    from fixtures_reliability import Crew
+
+pytest_plugins = ["fixtures_reliability"]
+pytestmark = pytest.mark.timeout(300)
+
+TTL = 1.0
+
+
+def items(run: str, n: int) -> list[Item]:
+    return [Item(f"{run}:{i}", f"item {i}", time.time()) for i in range(n)]
+
+
+def claimed_then_expired(client: redis.Redis, settings: RedisSettings,
+                         lines: list[str]) -> tuple[ListConsumer, list[Item], Keys]:  # fmt: skip
+    """Consumer "a" claims a batch of 3, then beats no more (as if paused) until its key expires."""
+    keys = Keys(settings.queue)
+    producer = ListProducer(client, settings)
+    producer.put(items(producer.open_run(), 3))
+    a = ListConsumer(client, settings, consumer="a", notify=lines.append)
+    a.beat(join=True)  # what start() does, without the heartbeat thread
+    held = a._claims.claim(3)
+    assert len(held) == 3 and a.holds(held[0])
+    wait_until(lambda: not client.exists(keys.heartbeat("a")), 10 * TTL, "a's heartbeat to expire")
+    return a, held, keys
+
+
+def test_a_reaped_consumer_lets_go_of_its_batch_and_rejoins(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(batch=3, heartbeat_ttl=TTL)
+    lines: list[str] = []
+    a, held, keys = claimed_then_expired(client, settings, lines)
+    b = ListConsumer(client, settings, consumer="b")
+    b.beat(join=True)
+    assert b.reap() == (1, 3, 0)  # "a" looks dead: its batch goes back
+
+    assert not a.holds(held[1])  # a beat finds "a" reaped: the item is someone else's
+    assert a.lease.lost
+    assert not client.exists(keys.heartbeat("a")), "the beat brought a reaped consumer back"
+    assert not client.sismember(keys.consumers, "a")
+    a.release(held[1:])  # lets go without handing anything back a second time
+    again = b._claims.claim(3)
+    assert [i.id for i in again] == [i.id for i in held] and all(i.deliveries == 2 for i in again)
+    assert client.llen(keys.queue) == 0
+
+    assert a.get(0.05) == []  # rejoins before it claims
+    assert not a.lease.lost and client.sismember(keys.consumers, "a")
+    assert client.exists(keys.heartbeat("a"))
+    assert any("lost its lease" in line for line in lines), lines
+    a.close()
+    b.close()
+
+
+def test_a_late_beat_keeps_what_nobody_reaped(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(batch=3, heartbeat_ttl=TTL)
+    a, held, keys = claimed_then_expired(client, settings, [])
+    # No reaper ran meanwhile: nothing was taken, so the items are still ours.
+    assert a.holds(held[1]) and not a.lease.lost
+    assert client.exists(keys.heartbeat("a")) and client.llen(keys.processing("a")) == 1
+    for item in held:
+        a.ack(item)
+    a.close()
+    assert read_tally(client, keys, held[0].id.rpartition(":")[0])["consumed"] == 3
+
+
+def test_an_acknowledgement_after_the_reap_does_not_bring_the_consumer_back(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    # The item in hand when the pause began completes; its acknowledgement is
+    # recorded, but the claim carrying it must not register "a" again (that
+    # would make the next lease check pass for items already handed out).
+    settings = redis_settings.with_overrides(batch=3, heartbeat_ttl=TTL)
+    a, held, keys = claimed_then_expired(client, settings, [])
+    b = ListConsumer(client, settings, consumer="b")
+    b.beat(join=True)
+    assert b.reap() == (1, 3, 0)
+    a.ack(held[0])
+    a.flush()
+    assert client.sismember(keys.acked(held[0].id.rpartition(":")[0]), held[0].id)
+    assert not client.sismember(keys.consumers, "a")
+    assert not a.holds(held[1])
+    a.close()
+    b.close()
+
+
+def test_sigstop_past_the_ttl_mid_batch_handled_twice_at_most_once(
+    redis_server: RedisServer, crew: Any
+) -> None:
+    """3 consumers, batches of 10, 20 ms per item; one is SIGSTOPped until the others
+    have reaped it and handled what it held, then SIGCONTed."""
+    settings = redis_server.settings(heartbeat_ttl=2.0, batch=10, high_water=2000)
+    team: Crew = crew(settings)
+    (team.dir / "slow").touch()
+    victim = team.consumer(delay=0.02)
+    for _ in range(2):
+        team.consumer(delay=0.02)
+    producer = team.producer(900, PCQ_BATCH="50")
+    with redis_server.client() as client:
+        def handled_by_victim() -> int:
+            return sum(1 for row in team.ledger._rows(HANDLED) if row[1].endswith(f":{victim.pid}"))
+
+        wait_until(lambda: handled_by_victim() >= 15, 60, "the victim to be under way")
+        victim.send_signal(signal.SIGSTOP)
+        paused = time.monotonic()
+        try:
+            wait_until(lambda: int(client.hget(team.keys.stats, "reaped") or 0) >= 1, 30,
+                       "the others to reap the paused consumer")
+            # ... and to handle what it held (back at the head of the queue).
+            wait_until(lambda: sum(1 for row in team.ledger._rows(HANDLED) if row[2] != "1") >= 5,
+                       30, "the victim's items handled elsewhere")
+        finally:
+            victim.send_signal(signal.SIGCONT)
+        pause = time.monotonic() - paused
+        assert team.wait_all([producer], 120) == [0], team.logs()[-3000:]
+        assert team.wait_all(team.consumers, 120) == [0, 0, 0], team.logs()[-3000:]
+        tally = read_tally(client, team.keys, team.run_id())
+    report = team.ledger.report()
+    print(f"paused {pause:.1f}s; {report.summary()}; tally {tally}")
+    report.assert_sound(duplicates_allowed=1)  # at most the item in hand
+    assert tally["redelivered"] >= 5 and tally["lost"] == 0, tally
+    assert "lost its lease" in team.logs()
