@@ -10,6 +10,8 @@ reaper removed registers again before it holds anything.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -97,17 +99,27 @@ def test_the_queue_gives_its_connection_back(client: redis.Redis, redis_settings
     assert not pool._in_use_connections  # type: ignore[attr-defined]
 
 
-def test_a_reaped_consumer_registers_again_before_it_holds_anything(
-    client: redis.Redis, redis_settings: RedisSettings
-) -> None:
-    settings = redis_settings.with_overrides(batch=3)
-    k = Keys(settings.queue)
+@contextmanager
+def first_batch_of_three(
+    client: redis.Redis, base: RedisSettings, pushed: int
+) -> Iterator[tuple[Keys, ListConsumer, str, list[Item]]]:
+    """Consumer ``c1`` (batch 3) holding the first 3 of ``pushed`` items of a new run."""
+    settings = base.with_overrides(batch=3)
     producer = ListProducer(client, settings)
     consumer = ListConsumer(client, settings, consumer="c1")
     try:
         run = producer.open_run()
-        producer.put(items(run, 0, 9))
-        first = consumer.get(0.2) or []
+        producer.put(items(run, 0, pushed))
+        yield Keys(settings.queue), consumer, run, list(consumer.get(0.2) or [])
+    finally:
+        consumer.close()
+        producer.close()
+
+
+def test_a_reaped_consumer_registers_again_before_it_holds_anything(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    with first_batch_of_three(client, redis_settings, 9) as (k, consumer, run, first):
         assert len(first) == 3 and client.sismember(k.consumers, "c1")
         for item in first:
             consumer.ack(item)
@@ -122,9 +134,6 @@ def test_a_reaped_consumer_registers_again_before_it_holds_anything(
         for item in second:
             consumer.ack(item)
         rest = drain_all(consumer, 3)
-    finally:
-        consumer.close()
-        producer.close()
     assert len(rest) == 3
     tally = read_tally(client, k, run)
     assert (tally["consumed"], tally["duplicates"], tally["lost"]) == (9, 0, 0)
@@ -178,14 +187,7 @@ def test_a_claim_after_redis_lost_confirmed_writes_hands_the_processing_list_bac
     """A Redis restarted from an AOF behind its replies (appendfsync everysec) forgot our
     last call: what the processing list holds is then unknown to us, so it goes back
     to the queue (counted) instead of being dropped with the next acknowledgements."""
-    settings = redis_settings.with_overrides(batch=3)
-    k = Keys(settings.queue)
-    producer = ListProducer(client, settings)
-    consumer = ListConsumer(client, settings, consumer="c1")
-    try:
-        run = producer.open_run()
-        producer.put(items(run, 0, 6))
-        first = consumer.get(0.2) or []
+    with first_batch_of_three(client, redis_settings, 6) as (k, consumer, run, first):
         assert len(first) == 3
         # The rollback, as the restarted Redis shows it: the call key is one call
         # behind, and the processing list holds a batch this consumer never saw.
@@ -198,9 +200,6 @@ def test_a_claim_after_redis_lost_confirmed_writes_hands_the_processing_list_bac
         consumer.flush()
         assert client.lrange(k.queue, 0, -1) == orphans  # back, not dropped
         rest = drain_all(consumer, 3)
-    finally:
-        consumer.close()
-        producer.close()
     assert len(rest) >= 3
     tally = read_tally(client, k, run)
     assert (tally["consumed"], tally["lost"]) == (6, 0)
