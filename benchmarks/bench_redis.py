@@ -72,26 +72,19 @@ def start_server(workdir: str) -> tuple[subprocess.Popen[bytes], int]:
 
 
 # Raw redis-py loops ------------------------------------------------------------
-def raw_producer(port: int, n: int, batch: int, go: Any, done: Any) -> None:
-    r = redis.Redis(port=port)
-    names = [generated_name(i) for i in range(n)]
-    go.wait()
-    cpu = time.process_time()
+def raw_push(r: redis.Redis, names: list[str], batch: int) -> None:
+    """The raw producer loop: ``RPUSH`` one name, or ``batch`` names, per call."""
     if batch == 1:
         for name in names:
             r.rpush("raw", name)
     else:
-        for i in range(0, n, batch):
+        for i in range(0, len(names), batch):
             r.rpush("raw", *names[i : i + batch])
-    done.put(("producer", time.process_time() - cpu))
-    r.close()
 
 
-def raw_consumer(port: int, n: int, batch: int, go: Any, done: Any) -> None:
-    r = redis.Redis(port=port)
+def raw_pop(r: redis.Redis, n: int, batch: int) -> None:
+    """The raw consumer loop: ``BLPOP`` one, or ``LPOP`` up to ``batch``, until ``n`` came."""
     got = 0
-    go.wait()
-    cpu = time.process_time()
     while got < n:
         if batch == 1:
             got += r.blpop(["raw"], timeout=1) is not None
@@ -101,6 +94,23 @@ def raw_consumer(port: int, n: int, batch: int, go: Any, done: Any) -> None:
             got += len(chunk)
         elif r.blpop(["raw"], timeout=1) is not None:
             got += 1
+
+
+def raw_producer(port: int, n: int, batch: int, go: Any, done: Any) -> None:
+    r = redis.Redis(port=port)
+    names = [generated_name(i) for i in range(n)]
+    go.wait()
+    cpu = time.process_time()
+    raw_push(r, names, batch)
+    done.put(("producer", time.process_time() - cpu))
+    r.close()
+
+
+def raw_consumer(port: int, n: int, batch: int, go: Any, done: Any) -> None:
+    r = redis.Redis(port=port)
+    go.wait()
+    cpu = time.process_time()
+    raw_pop(r, n, batch)
     done.put(("consumer", time.process_time() - cpu, time.monotonic()))
     r.close()
 

@@ -40,6 +40,7 @@ from fixtures_reliability import Crew, OwnRedis  # the tests' process and server
 from soak_common import ledger_problems, rss_problems, run_and_report
 
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.status import queue_status
 from pcq.core.redis_list.tally import read_tally
 
 
@@ -68,7 +69,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 if time.monotonic() - started > args.timeout:
                     crew.kill_everything()
                     raise SystemExit(f"soak timed out after {args.timeout}s")
-                peak["queue"] = max(peak["queue"], client.llen(crew.keys.queue))
+                peak["queue"] = max(peak["queue"], queue_status(settings, client)["length"])  # items
                 memory = client.info("memory")["used_memory"] / 2**20
                 peak["redis_mb"] = max(peak["redis_mb"], memory)
                 peak["rss_mb"] = max([peak["rss_mb"], *(rss_mb(p.pid) for p in consumers)])

@@ -18,6 +18,7 @@ from pcq.core.cli.options import (
     route_signals,
 )
 from pcq.core.console import Console
+from pcq.core.errors import UsageProblem
 from pcq.core.redis_common.settings import RedisSettings
 
 __all__ = ["consume", "register"]
@@ -55,8 +56,27 @@ Check = Annotated[
     bool,
     typer.Option(
         "--check",
-        help="Health check: exit 0 iff a consumer of this host (hostname = container id) "
-        "has a live heartbeat, else 1.",
+        help="Health check: exit 0 iff the health file (env PCQ_HEALTH_FILE; "
+        "/tmp/pcq-consumer.alive) says a heartbeat Redis acknowledged is still alive, else 1. "
+        "The container healthcheck tests the same file with find, without Python.",
+    ),
+]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        envvar="PCQ_METRICS_PORT",
+        help="Serve Prometheus metrics at http://ADDR:PORT/metrics (env PCQ_METRICS_PORT; "
+        "default: off).",
+    ),
+]
+MetricsAddr = Annotated[
+    str,
+    typer.Option(
+        "--metrics-addr",
+        envvar="PCQ_METRICS_ADDR",
+        help="Address the metrics server listens on (env PCQ_METRICS_ADDR; compose: 0.0.0.0 "
+        "on its internal network).",
     ),
 ]
 
@@ -71,6 +91,8 @@ def consume(
     max_deliveries: MaxDeliveries = None,
     check: Check = False,
     ledger: LedgerOption = None,
+    metrics_port: MetricsPort = None,
+    metrics_addr: MetricsAddr = "127.0.0.1",
 ) -> None:
     """Consume items from the Redis list (SIGTERM: finish the item in hand, exit 0).
 
@@ -81,18 +103,32 @@ def consume(
         url=redis_url, queue=queue, batch=batch, max_delay=max_delay, max_deliveries=max_deliveries
     )
     if check:
-        from pcq.consumer.run import check_health  # here: `pcq --help` needs no Redis client
+        from pcq.core.redis_list.health import read_health
 
-        healthy, why = check_health(settings)
+        if not settings.health_file:
+            raise UsageProblem("--check needs a health file (PCQ_HEALTH_FILE is empty)")
+        healthy, why = read_health(settings.health_file)
         print(why, file=sys.stdout if healthy else sys.stderr)
         raise typer.Exit(0 if healthy else 1)
     ledger = checked_ledger(ledger)
+    if metrics_port is not None and not 1 <= metrics_port <= 65535:
+        raise UsageProblem(f"--metrics-port must be between 1 and 65535, got {metrics_port}")
     halt = threading.Event()
     received = route_signals(halt)
     console = Console(quiet=quiet, host=socket.gethostname())
     from pcq.consumer.run import run_consumer
 
-    run_consumer(settings, console, drain=drain, stop=halt, ledger=ledger)
+    metrics, stop_metrics = None, None
+    if metrics_port is not None:
+        from pcq.consumer.metrics import ConsumerMetrics  # here: prometheus-client when asked
+
+        metrics = ConsumerMetrics(settings.queue, settings.max_deliveries)
+        stop_metrics = metrics.serve(metrics_port, metrics_addr)
+    try:
+        run_consumer(settings, console, drain=drain, stop=halt, ledger=ledger, metrics=metrics)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
     # SIGTERM is the orderly way to stop a service (docker stop): exit 0.
     raise typer.Exit(130 if signal.SIGINT in received else 0)
 

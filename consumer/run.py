@@ -1,4 +1,4 @@
-"""Run one consumer over the Redis list, and check a consumer's health.
+"""Run one consumer over the Redis list.
 
 The transport's part -- connect, claim, settle, close -- is
 :func:`pcq.core.redis_list.serve.serve`; this role adds what ``pcq consume``
@@ -10,24 +10,24 @@ handled item in a file (:mod:`pcq.core.ledger`).
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING
 
 from pcq.core.console import Console
 from pcq.core.ledger import HANDLED, LedgerFile, ledger_handler
 from pcq.core.pattern import ConsumeStats, Handler
-from pcq.core.redis_common.connection import connect, explain, stderr_log, text
-from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import consumer_id
 from pcq.core.redis_list.serve import POLL_SECONDS, serve
 from pcq.core.work import make_handler
 
-__all__ = ["check_health", "run_consumer"]
+if TYPE_CHECKING:
+    from pcq.consumer.metrics import ConsumerMetrics
+
+__all__ = ["run_consumer"]
 
 
 def run_consumer(
@@ -40,46 +40,26 @@ def run_consumer(
     log: Callable[[str], None] = stderr_log,
     poll: float = POLL_SECONDS,
     ledger: Path | None = None,
+    metrics: ConsumerMetrics | None = None,
 ) -> ConsumeStats:
     """Consume until the queue is drained (``drain``) or ``stop`` is set.
 
     On stop the consumer finishes the item in hand, hands back the rest of its
     batch, flushes its acknowledgements and deregisters. With ``ledger`` (a
-    directory), every handled item is also recorded there (:mod:`pcq.core.ledger`).
+    directory), every handled item is also recorded there (:mod:`pcq.core.ledger`);
+    with ``metrics``, the handler and the consumer are counted (:mod:`pcq.consumer.metrics`).
     """
     handle = handler or make_handler(settings.max_delay)
+    observe = None
+    if metrics is not None:
+        handle, observe = metrics.timed(handle), metrics.observe
     me = consumer_id()
     handled_file = LedgerFile(ledger / HANDLED) if ledger is not None else None
     if handled_file is not None:
         handle = ledger_handler(handle, handled_file, me)
     try:
         return serve(settings, handle, console, consumer=me, drain=drain, stop=stop, log=log,
-                     poll=poll)  # fmt: skip
+                     poll=poll, observe=observe)  # fmt: skip
     finally:
         if handled_file is not None:
             handled_file.close()
-
-
-def check_health(settings: RedisSettings, host: str | None = None) -> tuple[bool, str]:
-    """Is a consumer of this host alive (heartbeat key present)?
-
-    Consumer ids are ``<hostname>:<pid>``; in a container the hostname is the
-    container id, so this finds the container's own consumer whatever its pid.
-
-    Returns:
-        (healthy, one-line explanation).
-    """
-    host = host or socket.gethostname()
-    keys = Keys(settings.queue)
-    client = connect(settings)
-    try:
-        members = [text(c) for c in client.smembers(keys.consumers)]
-        mine = sorted(c for c in members if c.startswith(f"{host}:"))
-        alive = [c for c in mine if client.exists(keys.heartbeat(c))]
-    except RedisError as exc:
-        return False, str(explain(exc, settings))
-    finally:
-        client.close()
-    if alive:
-        return True, f"healthy: consumer {', '.join(alive)} has a live heartbeat"
-    return False, f"unhealthy: no consumer of host {host} has a live heartbeat on queue {settings.queue}"

@@ -19,3 +19,11 @@ class ConnectionFailed(PcqError):
     """A server stayed unreachable after all retries."""
 
     exit_code = 3
+
+
+class RedisFull(PcqError):
+    """Redis refused a write: it is at its ``maxmemory`` (policy ``noeviction``).
+
+    Producers treat it as backpressure (wait, retry, give up after a while);
+    consumers' steps never get it, as their scripts may run on a full Redis.
+    """

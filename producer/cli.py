@@ -25,7 +25,7 @@ from pcq.core.cli.options import (
 from pcq.core.console import Console
 from pcq.core.errors import PcqError, UsageProblem
 from pcq.core.names import item_bodies
-from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_common.settings import RedisSettings, parse_size
 
 __all__ = ["produce", "register", "render_tally"]
 
@@ -58,6 +58,22 @@ HighWater = Annotated[
     int | None,
     typer.Option("--high-water", help="Wait while the queue is this long (env PCQ_HIGH_WATER; 10000)."),
 ]
+HighWaterBytes = Annotated[
+    str | None,
+    typer.Option(
+        "--high-water-bytes",
+        help="Also wait while the queue list takes this much memory in Redis, e.g. 64mb "
+        "(MEMORY USAGE; env PCQ_HIGH_WATER_BYTES; 0: off).",
+    ),
+]
+FullTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--full-timeout",
+        help="Give up after Redis stayed full (maxmemory) this many seconds "
+        "(env PCQ_FULL_TIMEOUT; 300).",
+    ),
+]
 Timeout = Annotated[
     float,
     typer.Option("--timeout", min=0, help="Longest wait for the tally, seconds (0: do not wait)."),
@@ -77,6 +93,8 @@ def produce(
     queue: QueueOption = None,
     redis_url: RedisUrlOption = None,
     high_water: HighWater = None,
+    high_water_bytes: HighWaterBytes = None,
+    full_timeout: FullTimeout = None,
     timeout: Timeout = 600.0,
     as_json: AsJson = False,
     via: Via = "list",
@@ -89,7 +107,8 @@ def produce(
     if ledger is not None and via != "list":
         raise UsageProblem("--ledger records list runs only (RQ keeps its own registries)")
     settings = RedisSettings.from_env().with_overrides(
-        url=redis_url, queue=queue, batch=batch, high_water=high_water, items=items
+        url=redis_url, queue=queue, batch=batch, high_water=high_water, items=items,
+        high_water_bytes=_size("--high-water-bytes", high_water_bytes), full_timeout=full_timeout,
     )
     ledger = checked_ledger(ledger)
     texts = item_bodies(settings.items, names)
@@ -106,6 +125,15 @@ def produce(
 
         tally = run_rq_producer(settings, texts, console, timeout=timeout, stop=halt)
     _report(tally, as_json=as_json, timeout=timeout, received=received)
+
+
+def _size(option: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise UsageProblem(f"{option}: {exc}") from None
 
 
 def _report(tally: dict[str, Any], *, as_json: bool, timeout: float, received: list[int]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pcq.core.console import Console
+from pcq.core.errors import RedisFull
 from pcq.core.ledger import PRODUCED, LedgerFile, LedgerProducer
 from pcq.core.pattern import produce
 from pcq.core.redis_common.connection import Retrier, connect, stderr_log
@@ -65,7 +66,13 @@ def run_producer(
         started = time.monotonic()
         sink = producer if produced_file is None else LedgerProducer(producer, produced_file)
         with refused_as_usage(before=producer.end_stream):
-            produce(sink, _items(run, texts), console, batch=settings.batch, stop=halt.is_set)
+            try:
+                produce(sink, _items(run, texts), console, batch=settings.batch, stop=halt.is_set)
+            except RedisFull:
+                # Gave up on a full Redis: close what was pushed (close.lua runs on a
+                # full Redis), so `consume --drain` finishes it; then one line, exit 1.
+                producer.end_stream()
+                raise
         retrier = Retrier(settings, log)
         keys = Keys(settings.queue)
         tally = wait_for_tally(

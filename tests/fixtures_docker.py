@@ -1,9 +1,10 @@
 """Docker fixtures: one image build and one compose project per test session.
 
 The project is the repository's own ``docker-compose.yml`` under a random
-project name (``pcq-test-<hex>``), with a random Redis password and small,
-fast settings passed through the environment. It is torn down with
-``down -v --remove-orphans`` whatever happens.
+project name (``pcq-test-<hex>``), with secrets of its own (``scripts/secrets
+init`` into a temporary directory: random passwords, never in an environment
+variable) and small, fast settings passed through the environment. It is torn
+down with ``down -v --remove-orphans`` whatever happens.
 
 ``docker compose`` (a subprocess) drives the topology; the Docker SDK for
 Python kills, stops, inspects and reads the logs of single containers.
@@ -14,11 +15,14 @@ unless ``PCQ_REQUIRE_DOCKER=1`` (CI), where it is a failure.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
 import secrets
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -32,8 +36,11 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 # A tag of this session's own: helpers and CI runs may build at the same time.
 TEST_IMAGE = f"pcq:test-{secrets.token_hex(4)}"
-# Redis too: its image carries docker/redis/ (ACL rules, start script) of this tree.
+# Redis's image carries docker/redis/*.sh: a tag of our own too, or another
+# branch's build of the shared pcq-redis:local could run under our tests.
 TEST_REDIS_IMAGE = f"pcq-redis:test-{secrets.token_hex(4)}"
+TEST_DASHBOARD_IMAGE = f"pcq-rq-dashboard:test-{secrets.token_hex(4)}"  # same reason
+SECRETS_SCRIPT = REPO / "scripts" / "secrets"
 CONSUMERS = 3
 STOP_GRACE = 10  # seconds (PCQ_STOP_GRACE): far above batch 2 x max delay 0.2 s
 # Bounds for the slow steps (the first build installs dependencies from PyPI).
@@ -117,7 +124,7 @@ class ComposeProject:
 
     name: str
     client: Any
-    password: str
+    password: str  # Redis's admin password (read from the secrets directory)
     env: dict[str, str] = field(default_factory=dict)
     overrides: tuple[Path, ...] = ()  # compose files merged over docker-compose.yml
     _runs: int = 0
@@ -212,13 +219,30 @@ def wait_for_log(container: Any, needle: str, timeout: float, more_than: int = 0
         time.sleep(0.1)  # polling a condition, bounded by the deadline
 
 
+def make_secrets() -> Path:
+    """A fresh secrets directory (``scripts/secrets init``), removed at exit."""
+    directory = Path(tempfile.mkdtemp(prefix="pcq-test-secrets-"))
+    atexit.register(shutil.rmtree, directory, True)
+    proc = subprocess.run([str(SECRETS_SCRIPT), "init", str(directory)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return directory
+
+
+def admin_password(env: dict[str, str]) -> str:
+    """Redis's admin password in a project environment's secrets directory."""
+    path = Path(env["PCQ_SECRETS_DIR"]) / "redis-admin-password"
+    return path.read_text(encoding="utf-8").strip()
+
+
 def project_env(**overrides: str) -> dict[str, str]:
-    """Environment for a test project: the test image, a fresh password, fast knobs."""
+    """Environment for a test project: the test images, fresh secrets, fast knobs."""
     env = dict(os.environ)
     env.update(
         PCQ_IMAGE=TEST_IMAGE,
         PCQ_REDIS_IMAGE=TEST_REDIS_IMAGE,
-        REDIS_PASSWORD=secrets.token_hex(16),
+        PCQ_RQ_DASHBOARD_IMAGE=TEST_DASHBOARD_IMAGE,
+        PCQ_SECRETS_DIR=str(make_secrets()),
         PCQ_QUEUE="pcqtest",
         PCQ_BATCH="2",
         PCQ_MAX_DELAY="0.2",
@@ -242,7 +266,7 @@ def open_project(client: Any, overrides: tuple[Path, ...] = (),
     """
     full_env = project_env(**env)
     project = ComposeProject(f"pcq-test-{secrets.token_hex(4)}", client,
-                             full_env["REDIS_PASSWORD"], full_env, overrides)
+                             admin_password(full_env), full_env, overrides)
     try:
         yield project
     finally:
@@ -264,7 +288,7 @@ def docker_image(docker_client: Any) -> Iterator[str]:
         import docker
 
         # Already gone, or still used by a container: harmless either way.
-        for tag in (TEST_IMAGE, TEST_REDIS_IMAGE):
+        for tag in (TEST_IMAGE, TEST_REDIS_IMAGE, TEST_DASHBOARD_IMAGE):
             with suppress(docker.errors.APIError):
                 docker_client.images.remove(tag, force=True)
 

@@ -40,6 +40,7 @@ class RedisServer:
     """A redis-server process we own: start, SIGKILL, restart on the same port/dir."""
 
     fsync = "always"  # an acknowledged write is on disk (subclasses may relax it)
+    extra: tuple[str, ...] = ()  # more redis-server arguments (e.g. --maxmemory)
 
     def __init__(self, workdir: Path, password: str = PASSWORD) -> None:
         self.dir = workdir
@@ -68,7 +69,7 @@ class RedisServer:
         args = [
             REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", *self._auth_args(),
             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", self.fsync,
-            "--save", "", "--daemonize", "no", "--loglevel", "warning",
+            "--save", "", "--daemonize", "no", "--loglevel", "warning", *self.extra,
         ]  # fmt: skip
         self._log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - closed in _reap
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)

@@ -74,17 +74,20 @@ def everysec_server(tmp_path: Path) -> Iterator[EverysecServer]:
 ACL_DIR = Path(__file__).resolve().parent.parent / "docker" / "redis"
 ACL_QUEUE = "acltest"
 ROLE_PASSWORDS = {"admin": PASSWORD, "producer": "p-" + PASSWORD, "consumer": "c-" + PASSWORD,
-                  "rq": "r-" + PASSWORD}
+                  "rq": "r-" + PASSWORD, "operator": "o-" + PASSWORD,
+                  "monitor": "m-" + PASSWORD}
 
 
 def render_acl(out: Path, queue: str = ACL_QUEUE) -> None:
     """Render the compose file's ACL for ``queue`` with :data:`ROLE_PASSWORDS`."""
+    # Each role's password in its own file, as Docker mounts the secrets.
+    secrets_dir = out.parent / "acl-secrets"
+    secrets_dir.mkdir(exist_ok=True)
+    for role, password in ROLE_PASSWORDS.items():
+        (secrets_dir / f"redis-{role}-password").write_text(password + "\n", encoding="utf-8")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PCQ_QUEUE": queue,
-        "REDIS_PASSWORD": ROLE_PASSWORDS["admin"],
-        "PCQ_PRODUCER_PASSWORD": ROLE_PASSWORDS["producer"],
-        "PCQ_CONSUMER_PASSWORD": ROLE_PASSWORDS["consumer"],
-        "PCQ_RQ_PASSWORD": ROLE_PASSWORDS["rq"],
+        "PCQ_SECRETS_DIR": str(secrets_dir),
     }
     subprocess.run(["sh", str(ACL_DIR / "render-acl.sh"), str(out)], env=env, check=True,
                    timeout=30)

@@ -18,6 +18,7 @@ import redis
 
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.envelope import size
 
 HOST = socket.gethostname()
 
@@ -127,6 +128,18 @@ def only_run(client: redis.Redis, settings: RedisSettings) -> str | None:
 def acked_by(client: redis.Redis, settings: RedisSettings, run: str, consumer: str) -> int:
     """How many acknowledgements ``consumer`` made for ``run``."""
     return int(client.hget(Keys(settings.queue).by_consumer(run), consumer) or 0)
+
+
+def held_items(client: redis.Redis, key: str) -> int:
+    """Items in a processing list (each element an envelope of one or more items)."""
+    return sum(size(element) for element in client.lrange(key, 0, -1))
+
+
+def queued_items(client: redis.Redis, settings: RedisSettings) -> int:
+    """Items waiting in the queue: one per element plus the envelopes' extra items."""
+    keys = Keys(settings.queue)
+    elements = client.llen(keys.queue)
+    return elements + max(0, int(client.get(keys.queue_extra) or 0)) if elements else 0
 
 
 def processing_lists(client: redis.Redis, settings: RedisSettings) -> dict[str, int]:

@@ -10,10 +10,12 @@ in ``tests/test_docker.py``.)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures_docker import ComposeProject
+from no_secrets import exposed, passwords
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -30,7 +32,8 @@ def raw(cmd):
 
 print("anonymous", raw(b"PING\r\n"))
 print("default", raw(b"AUTH " + os.environ["PROBE_ADMIN"].encode() + b"\r\n"))
-r = redis.Redis.from_url(os.environ["REDIS_URL"])
+r = redis.Redis.from_url(os.environ["REDIS_URL"],
+                         password=open(os.environ["PCQ_REDIS_PASSWORD_FILE"]).read().strip())
 print("ping", r.ping())
 for name, call in [("config", lambda: r.config_get("*")), ("flushall", r.flushall),
                    ("keys", lambda: r.keys("*")), ("eval", lambda: r.eval("return 1", 0)),
@@ -55,15 +58,16 @@ def test_services_use_their_own_redis_users(compose_project: ComposeProject) -> 
 
     # Redis runs with the ACL: the default user is off, the roles exist.
     (redis,) = compose_project.containers("redis")
-    listing = redis.exec_run(["redis-cli", "--user", "admin", "--no-auth-warning", "ACL", "LIST"])
+    listing = redis.exec_run(["redis-admin", "ACL", "LIST"])
     assert listing.exit_code == 0, listing.output
     users = {line.split()[1]: line for line in listing.output.decode().splitlines()}
     assert set(users) >= {"default", "admin", "producer", "consumer", "rq"}, users
     assert " off " in users["default"]
 
-    # Each service holds its own role's URL, never the admin password.
+    # Each service holds its own role's user and password file, never the admin password.
     env = env_of(consumer)
-    assert env["REDIS_URL"].startswith("redis://consumer:"), env["REDIS_URL"].split("@")[-1]
+    assert env["REDIS_URL"] == "redis://consumer@redis:6379/0", env["REDIS_URL"].split("@")[-1]
+    assert env["PCQ_REDIS_PASSWORD_FILE"] == "/run/secrets/redis-consumer-password"
     assert admin not in "".join(env.values())
     producer = compose_project.start_producer("--items", "1")
     try:
@@ -71,7 +75,7 @@ def test_services_use_their_own_redis_users(compose_project: ComposeProject) -> 
     finally:
         run = compose_project.finish_producer(producer)
     assert run.exit_code == 0 and run.tally["lost"] == 0, run.stderr[-2000:]
-    assert producer_env["REDIS_URL"].startswith("redis://producer:")
+    assert producer_env["REDIS_URL"] == "redis://producer@redis:6379/0"
     assert admin not in "".join(producer_env.values())
 
     # And the consumer role is refused what it may not do.
@@ -84,3 +88,26 @@ def test_services_use_their_own_redis_users(compose_project: ComposeProject) -> 
     assert lines["ping"] == "True", out  # its own credentials work
     for command in ("config", "flushall", "keys", "eval", "other-queue"):
         assert lines[command] == "NOPERM", out
+
+
+def test_no_password_in_docker_inspect_or_ps(compose_project: ComposeProject) -> None:
+    """Every container of the project, a producer included: no password in its
+    settings (``docker inspect``) nor in any process's argv or environment."""
+    compose_project.up()
+    secrets = passwords(Path(compose_project.env["PCQ_SECRETS_DIR"]))
+    producer = compose_project.start_producer("--items", "200", "--timeout", "120")
+    try:
+        containers = [*compose_project.containers("redis"), *compose_project.containers("consumer"),
+                      producer]
+        found = [where for c in containers for where in exposed(c, secrets)]
+    finally:
+        run = compose_project.finish_producer(producer)
+    assert run.exit_code == 0 and run.tally["lost"] == 0, run.stderr[-2000:]
+    assert len(containers) == 5, containers
+    assert found == [], found
+    # And the check can fail: a password put in a process's environment is found.
+    (consumer, *_) = compose_project.containers("consumer")
+    planted = next(iter(secrets.values()))
+    probe = consumer.exec_run(["sh", "-c", f"PLANTED={planted} sleep 5 & sleep 0.5; exit 0"])
+    assert probe.exit_code == 0
+    assert exposed(consumer, secrets), "a planted password went unnoticed"

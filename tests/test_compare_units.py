@@ -6,10 +6,18 @@ import copy
 import math
 
 import pytest
+import yaml
 
 from pcq.core.compare.metrics import RunMetrics, fairness, latency_ms, percentile, summarize
 from pcq.core.compare.schema import SCHEMA, validate_results
-from pcq.core.compare.workload import Work, make_body, parse_consumers, parse_transports, parse_work
+from pcq.core.compare.workload import (
+    Work,
+    Workload,
+    make_body,
+    parse_consumers,
+    parse_transports,
+    parse_work,
+)
 from pcq.core.errors import UsageProblem
 
 
@@ -91,3 +99,23 @@ def test_validator_accepts_valid_and_names_each_problem() -> None:
         damage(bad)
         errors = validate_results(bad)
         assert any(e.startswith(where) for e in errors), (where, errors)
+
+
+@pytest.mark.parametrize("healthcheck", [True, False])
+def test_docker_override_runs_the_harness_producer_as_admin(healthcheck: bool) -> None:
+    # The harness's producer reads the consumers' keys: as the producer ACL user
+    # it got NoPermissionError (a merge had tucked its override under the
+    # healthcheck switch, so it applied only with healthchecks off).
+    from pcq.core.compare.docker_runner import DockerCompare
+
+    runner = DockerCompare(Workload(items=1, payload_bytes=8, work=parse_work("noop")),
+                           healthcheck=healthcheck)
+    try:
+        services = yaml.safe_load(runner.override.read_text(encoding="utf-8"))["services"]
+        assert (runner.secrets / "redis-admin-password").is_file()
+    finally:
+        runner.close()
+    producer = services["producer"]
+    assert producer["environment"]["REDIS_URL"].startswith("redis://admin@"), producer
+    assert producer["secrets"] == ["redis-admin-password"]
+    assert services["consumer"].get("healthcheck", {}).get("disable", False) is not healthcheck

@@ -257,7 +257,10 @@ def test_compose_file_keeps_its_guarantees() -> None:
     consumer = services["consumer"]
     # Scalable: nothing that two replicas could not share.
     assert not consumer.get("container_name") and not consumer.get("ports")
-    assert consumer["healthcheck"]["test"][-2:] == ["consume", "--check"]
+    # The health file's shell test, no Python (tests/test_health.py runs it).
+    assert consumer["healthcheck"]["test"][0] == "CMD-SHELL"
+    assert "python" not in consumer["healthcheck"]["test"][1]
+    assert consumer["environment"]["PCQ_HEALTH_FILE"].startswith("/tmp/")
     assert consumer["scale"] == 3
     for name in ("producer", "consumer", "redis"):
         service = services[name]

@@ -4,7 +4,7 @@ A compose project of its own (``pcq-rqtest-<hex>``): Redis and two stock
 ``rq worker`` containers (``--scale rq-worker=2``); each test runs its own
 ``pcq produce --via rq --json`` in a one-off ``rq-producer`` container and
 checks the tally it reads back from RQ's registries and the ledger. The
-dashboard profile is checked for its loopback-only port. Skips without a Docker
+rq-dashboard profile is checked for its loopback-only port. Skips without a Docker
 engine unless ``PCQ_REQUIRE_DOCKER=1``.
 """
 
@@ -24,6 +24,7 @@ from fixtures_docker import (
     UP_TIMEOUT,
     ComposeProject,
     Produced,
+    admin_password,
     log_count,
     project_env,
     wait_for_log,
@@ -37,11 +38,11 @@ PRODUCE_TIMEOUT = 240.0
 
 
 class RqProject(ComposeProject):
-    """The compose project with the ``rq`` (and ``dashboard``) profiles on."""
+    """The compose project with the ``rq`` (and ``rq-dashboard``) profiles on."""
 
     def rq(self, *args: str, timeout: float = 120.0, check: bool = True) -> Any:
         return self.compose(
-            "--profile", "rq", "--profile", "dashboard", *args, timeout=timeout, check=check
+            "--profile", "rq", "--profile", "rq-dashboard", *args, timeout=timeout, check=check
         )
 
     def up_workers(self, workers: int = WORKERS) -> list[Any]:
@@ -82,13 +83,13 @@ def rq_project(docker_client: Any, docker_image: str) -> Iterator[RqProject]:
         # Each job spends up to 0.4 s in the handler: a kill lands mid-job.
         PCQ_MAX_DELAY="0.4",
         PCQ_MAX_DELIVERIES="3",
-        PCQ_DASHBOARD_PORT=str(free_port()),
+        PCQ_RQ_DASHBOARD_PORT=str(free_port()),
     )
     project = RqProject(
-        f"pcq-rqtest-{secrets.token_hex(4)}", docker_client, env["REDIS_PASSWORD"], env
+        f"pcq-rqtest-{secrets.token_hex(4)}", docker_client, admin_password(env), env
     )
     try:
-        project.rq("build", "dashboard", timeout=BUILD_TIMEOUT)
+        project.rq("build", "rq-dashboard", timeout=BUILD_TIMEOUT)
         project.up_workers()
         yield project
     finally:
@@ -98,7 +99,7 @@ def rq_project(docker_client: Any, docker_image: str) -> Iterator[RqProject]:
 
 
 def share_of(tally: dict[str, Any], container: Any) -> int:
-    """Jobs the tally credits to ``container`` (RQ worker names are ``<hostname>.<pid>``)."""
+    """Jobs the tally credits to ``container`` (RQ worker names are ``<hostname>.<pid>.<hex>``)."""
     host = container.attrs["Config"]["Hostname"]
     return sum(n for who, n in tally["per_consumer"].items() if who.startswith(f"{host}."))
 
@@ -142,7 +143,7 @@ def test_docker_kill_rq_worker_mid_run_its_job_runs_again(rq_project: RqProject)
 
 def test_rq_info_lists_queue_and_workers(rq_project: RqProject) -> None:
     workers = rq_project.up_workers()
-    out = workers[0].exec_run(["sh", "-c", 'rq info --url "$RQ_REDIS_URL" --serializer json'])
+    out = workers[0].exec_run(["rq", "info", "--serializer", "json"])
     text = out.output.decode(errors="replace")
     assert out.exit_code == 0, text
     assert "pcqrq" in text
@@ -164,8 +165,8 @@ def test_rq_worker_runs_hardened(rq_project: RqProject) -> None:
 
 def test_dashboard_listens_on_loopback_only(rq_project: RqProject) -> None:
     rq_project.up_workers()
-    rq_project.rq(*UP_AND_WAIT, "dashboard", timeout=UP_TIMEOUT + 30)
-    (dash,) = rq_project.containers("dashboard")
+    rq_project.rq(*UP_AND_WAIT, "rq-dashboard", timeout=UP_TIMEOUT + 30)
+    (dash,) = rq_project.containers("rq-dashboard")
     bindings = dash.attrs["HostConfig"]["PortBindings"]["9181/tcp"]
     assert [b["HostIp"] for b in bindings] == ["127.0.0.1"], bindings
     port = int(bindings[0]["HostPort"])
@@ -173,4 +174,4 @@ def test_dashboard_listens_on_loopback_only(rq_project: RqProject) -> None:
         queues = json.load(r)["queues"]
     assert "pcqrq" in [q["name"] for q in queues], queues
     assert dash.exec_run(["id", "-u"]).output.strip() == b"10001"
-    rq_project.rq("stop", "dashboard", timeout=60)
+    rq_project.rq("stop", "rq-dashboard", timeout=60)

@@ -14,9 +14,9 @@ import redis
 from audit import Audit
 from fixtures_redis import RedisServer
 from redis_procs import (
-    HOST,
     acked_by,
     env_for,
+    held_items,
     only_run,
     processes,
     processing_lists,
@@ -86,7 +86,7 @@ def test_sigkilled_consumer_items_are_redelivered(
         )
         victim.signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
-        held = redis_client.llen(Keys(redis_settings.queue).processing(victim.consumer_id))
+        held = held_items(redis_client, Keys(redis_settings.queue).processing(victim.consumer_id))
         assert held >= 1  # it died holding items (claim and ack share one Lua call)
         assert producer.wait(120) == 0, producer.stderr
         tally = producer.json()
@@ -201,24 +201,6 @@ def test_unreachable_redis_retries_then_fails(tmp_path: Path, redis_settings: Re
     assert "unreachable (ConnectionError), retry 1/2 in" in lines[0]
     assert lines[-1].startswith("pcq: error: redis at 127.0.0.1:") and "after 2 retries" in lines[-1]
     assert "Traceback" not in proc.stderr and ":pw@" not in proc.stderr
-
-
-def test_healthcheck_follows_this_hosts_heartbeat(
-    tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis
-) -> None:
-    env = env_for(redis_settings)
-    with processes(tmp_path) as start:
-        before = start("consumer", "healthcheck", env=env)
-        assert before.wait(30) == 1 and "unhealthy" in before.stderr
-        service = start("consumer", "--quiet", env=env)
-        wait_until(lambda: registered(redis_client, redis_settings), 20, "the consumer")
-        during = start("consumer", "--check", env=env)
-        assert during.wait(30) == 0, during.stderr
-        assert f"{HOST}:{service.pid}" in during.stdout
-        service.signal(signal.SIGTERM)
-        assert service.wait(10) == 0
-        after = start("consumer", "--check", env=env)
-        assert after.wait(30) == 1
 
 
 def test_killed_producer_everything_pushed_is_consumed_and_drain_ends(

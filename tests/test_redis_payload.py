@@ -16,6 +16,7 @@ from pcq.core.redis_common.payload import (
     _decode_json,
     dead_record,
     decode,
+    decode_batch,
     encode,
     encode_many,
 )
@@ -228,3 +229,33 @@ def test_fast_decode_agrees_with_json_path(raw: bytes) -> None:
             return type(exc)
 
     assert outcome(lambda: decode(raw, CAP)) == outcome(lambda: _decode_json(raw, 1))
+
+
+ODD = [
+    b"not json", b"", b'{"v":1} trailing', b"[1, 2]", b"x" * (CAP + 1), b"\xff\xfe\x00",
+    variant(v=2), variant(v=True), variant(v=1.0), variant(extra=1), variant(body=...),
+    variant(body=5), variant(run="bad run!"), variant(id="someone-else:1"), variant(id=f"{RUN}:-1"),
+    variant(id=f"{RUN}:1\n"), variant(id=f"{RUN}x:1"), variant(id=f"{RUN}:"),
+    variant(produced_at="yesterday"), variant(produced_at=True), variant(produced_at=3),
+    variant(produced_at=10**20), variant(deliveries=-1), variant(deliveries=1.5),
+    variant(deliveries=2**64), variant(body="\ud800"), b"\xef\xbb\xbf" + variant(),
+    variant() + b"," + variant(), b" " + variant() + b" ",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", ODD)
+def test_batch_decode_takes_only_what_decode_takes_the_same_way(raw: bytes) -> None:
+    """decode_batch is a fast path: when it answers, it answers as decode would, item by item."""
+    good = variant()
+    decode(good, CAP)  # the run is known (decode_batch leaves unknown runs to decode)
+    batch = decode_batch([good, raw, good], CAP)
+    if batch is None:
+        return
+    assert batch == [decode(good, CAP), decode(raw, CAP), decode(good, CAP)]
+
+
+def test_batch_decode_of_a_producer_batch_equals_item_by_item() -> None:
+    raws = encode_many([Item(f"{RUN}:{n}", f"name {n}", 1.5 + n) for n in range(50)], RUN, CAP)
+    decode(raws[0], CAP)
+    assert decode_batch(raws, CAP, deliveries=2) == [decode(r, CAP, deliveries=2) for r in raws]
+    assert decode_batch([*raws, b"not json"], CAP) is None

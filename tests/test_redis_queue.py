@@ -7,6 +7,7 @@ import time
 
 import redis
 from fixtures_redis import quiet
+from redis_procs import queued_items
 
 from pcq.core.pattern import consume, produce
 from pcq.core.redis_common.keys import Keys
@@ -137,7 +138,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     producer.put(items(run, 3))
     dead = ListConsumer(client, settings, consumer="dead")
     dead.beat()
-    held = dead._claim(3)  # claims without starting a heartbeat thread
+    held = dead._claims.claim(3)  # claims without starting a heartbeat thread
     assert len(held) == 3
     reaper = ListConsumer(client, settings, consumer="reaper")
     assert reaper.reap() == (0, 0, 0)  # heartbeat still alive: hands off
@@ -145,7 +146,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     assert reaper.reap() == (1, 3, 0)
     assert client.llen(keys.processing("dead")) == 0
     assert not client.sismember(keys.consumers, "dead")
-    again = reaper._claim(3)
+    again = reaper._claims.claim(3)
     assert [i.id for i in again] == [i.id for i in held]
     assert all(i.deliveries == 2 for i in again)
     assert read_tally(client, keys, run)["redelivered"] == 3
@@ -163,7 +164,7 @@ def test_a_restarted_consumer_with_the_same_id_requeues_what_it_inherited(
     producer.put(items(run, 3))
     old = ListConsumer(client, settings, consumer="host:7")
     old.beat()
-    held = old._claim(3)  # then SIGKILLed: no ack, heartbeat still alive
+    held = old._claims.claim(3)  # then SIGKILLed: no ack, heartbeat still alive
     assert len(held) == 3 and client.exists(keys.heartbeat("host:7"))
     new = ListConsumer(client, settings, consumer="host:7")
     new.start()
@@ -211,7 +212,6 @@ def test_malformed_payloads_are_dead_lettered(client: redis.Redis, redis_setting
 
 def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisSettings) -> None:
     settings = redis_settings.with_overrides(high_water=10, batch=5)
-    keys = Keys(settings.queue)
     lines: list[str] = []
     consumer = ListConsumer(client, settings, consumer="c")
     waits: list[float] = []
@@ -228,7 +228,7 @@ def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisS
     batch = items(run, 15)
     for i in range(0, 15, 5):
         producer.put(batch[i : i + 5])
-        assert client.llen(keys.queue) <= 10
+        assert queued_items(client, settings) <= 10
     consumer.close()
     assert len(waits) == 1 and any("high-water 10" in line for line in lines)
 

@@ -6,7 +6,7 @@ is kept by the containers themselves, outside Redis: ``tests/compose-ledger.yml`
 bind-mounts a host directory and turns on pcq's ``--ledger`` (core/ledger.py), so
 the producer records each id Redis accepted and every consumer records
 ``id, consumer, delivery`` for each item it handled, before acknowledging it.
-Dead letters come from Redis (read with ``redis-cli`` inside the Redis
+Dead letters come from Redis (read with ``redis-admin`` inside the Redis
 container: its port is not reachable from the host).
 """
 
@@ -37,7 +37,7 @@ LEDGER_OVERRIDE = Path(__file__).with_name("compose-ledger.yml")
 def redis_cli(project: ComposeProject, *args: str) -> list[str]:
     """Run ``redis-cli ARGS`` in the project's Redis container; its output lines."""
     (redis,) = project.containers("redis")
-    result = redis.exec_run(["redis-cli", "--user", "admin", "--no-auth-warning", *args])
+    result = redis.exec_run(["redis-admin", *args])
     assert result.exit_code == 0, result.output[-500:]
     return result.output.decode().splitlines()
 

@@ -7,6 +7,7 @@ name of its own on the session's shared server.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -377,7 +378,7 @@ def test_healthcheck_sees_only_this_hosts_workers(
         )
 
     assert check("nosuchhost").returncode == 1
-    worker = start(workers, settings, "")  # default name: <hostname>.<pid>
+    worker = start(workers, settings, "")  # default name: <hostname>.<pid>.<hex>
     line = worker.wait_for(r"Worker \S+: started with PID", 30)
     host = line.split("Worker ", 1)[1].split(":", 1)[0].rsplit(".", 1)[0]
     done = check(host)
@@ -440,3 +441,26 @@ def test_pcq_produce_via_rq_prints_the_list_modes_tally(
     rows = dict(re.findall(r"│\s*([a-z ]+?)\s*│\s*(\d+)\s*│", table.stdout))
     assert rows["consumed"] == "2" and rows["dead letters"] == "1", table.stdout
     assert rows["lost"] == "0" and rows["redelivered"] == "2", table.stdout
+
+
+def test_pcq_workers_heartbeat_ttl_takes_rq_3s_working_time(redis_server: RedisServer) -> None:
+    """RQ 3 asks for the TTL with how long the job has run; the grace still replaces RQ's 60 s."""
+    from rq.job import Job
+    from rq.worker import SimpleWorker
+
+    from pcq.core.rq_jobs.workers import RQ_HEARTBEAT_GRACE, PcqSimpleWorker
+
+    with redis_server.client() as conn:
+        worker = PcqSimpleWorker(["pcq-ttl"], connection=conn)
+        job = Job.create("pcq.core.rq_jobs.jobs.handle", connection=conn, timeout=300)
+        os.environ["PCQ_RQ_HEARTBEAT_GRACE"] = "7"
+        try:
+            ours = worker.get_heartbeat_ttl(job)
+            # RQ 3 passes how long the job has run (RQ 2 has no such parameter).
+            takes_time = "working_time" in inspect.signature(SimpleWorker.get_heartbeat_ttl).parameters
+            later = worker.get_heartbeat_ttl(job, working_time=1.0) if takes_time else ours
+            stock = SimpleWorker.get_heartbeat_ttl(worker, job)
+        finally:
+            del os.environ["PCQ_RQ_HEARTBEAT_GRACE"]
+    assert ours == stock - RQ_HEARTBEAT_GRACE + 7
+    assert later <= ours

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["scripts/demo", "scripts/test", ".ci/run"]
+SCRIPTS = ["scripts/demo", "scripts/test", "scripts/secrets", ".ci/run"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -120,7 +120,7 @@ def test_status_with_a_role_limited_user(redis_server: RedisServer, redis_settin
     """Like compose's `consumer` ACL user: no run ledgers (ZREVRANGE), no RQ keys."""
     user, secret = f"limited-{redis_settings.queue}", "pw-" + redis_settings.queue
     rules = ["on", f">{secret}", "resetchannels", "-@all", "+ping", "+client|setname",
-             "+smembers", "+llen", "+scard", "+hgetall", "+get", f"~pcq:{{{redis_settings.queue}}}:*"]
+             "+smembers", "+llen", "+lrange", "+scard", "+hgetall", "+get", f"~pcq:{{{redis_settings.queue}}}:*"]
     with redis_server.client() as admin:
         admin.acl_setuser(user, reset=True)
         admin.execute_command("ACL", "SETUSER", user, *rules)

@@ -1,7 +1,7 @@
 """The ``pcq`` command line: one Typer app, one module per command.
 
 Each command module exposes ``register(app)``. Core's own commands (``fork``,
-``local``, ``compare``, ``status``, ``watch``) are listed here; the distributed
+``local``, ``compare``, ``status``, ``watch``, ``dead``, ``dashboard``) are listed here; the distributed
 demo's roles (``produce``, ``consume``) live in the ``producer`` and
 ``consumer`` packages, which depend on core and not the other way round, so
 they plug themselves in through the ``pcq.commands`` entry-point group
@@ -30,30 +30,18 @@ except ImportError:  # pragma: no cover - older Typer on top of Click
 
 from pcq.core.errors import PcqError
 
-__all__ = ["COMMAND_GROUP", "COMMAND_MODULES", "app", "main"]
+__all__ = ["COMMAND_GROUP", "COMMAND_MODULES", "app", "build_app", "main"]
 
 # Core's own command modules (each defines ``register(app: typer.Typer)``): the
 # local demos come first in ``--help``, then the roles' commands, then the tools.
 LOCAL_COMMANDS = ("pcq.core.cli.fork", "pcq.core.cli.local")
-TOOL_COMMANDS = ("pcq.core.cli.compare", "pcq.core.cli.status")
+TOOL_COMMANDS = ("pcq.core.cli.compare", "pcq.core.cli.status", "pcq.core.cli.dead",
+                 "pcq.core.cli.dashboard")
 COMMAND_GROUP = "pcq.commands"  # entry points: name -> "module:register"
 ROLE_ORDER = ("produce", "consume")  # how --help lists the entry points' commands
 
-app = typer.Typer(
-    name="pcq",
-    help="The producer/consumer pattern, locally (multiprocessing) and across containers (Redis).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-@app.callback()
 def _root() -> None:
     """pcq: producer/consumer, done right."""
-
-
 
 
 def _role_rank(name: str) -> tuple[int, str]:
@@ -65,15 +53,51 @@ _PLUGINS = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: _role_rank(e
 COMMAND_MODULES: tuple[str, ...] = (
     *LOCAL_COMMANDS, *(ep.module for ep in _PLUGINS), *TOOL_COMMANDS
 )
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+
+
+def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
+    """The ``pcq`` app with the commands of ``modules`` (default: all of them)."""
+    new = typer.Typer(
+        name="pcq",
+        help="The producer/consumer pattern, locally (multiprocessing) and across containers (Redis).",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    new.callback()(_root)  # a group even with one command: `pcq consume` keeps its name
+    for name in modules:
+        importlib.import_module(name).register(new)
+    return new
+
+
+def _modules_for(args: list[str]) -> tuple[str, ...]:
+    """What ``pcq ARGS`` needs: a role's command alone (a long-lived consumer or
+    producer then never loads the local demos, compare or status: ~3.5 MiB of
+    resident memory per consumer, docs/benchmarks.md), else every command."""
+    role = [ep.module for ep in _PLUGINS if args[:1] == [ep.name]]
+    return tuple(role) if role else COMMAND_MODULES
+
+
+_app: list[typer.Typer] = []  # the full app, built on first use of ``app``
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``app`` (every command) is built when first asked for, not on import: the
+    # roles' modules import pcq.core.cli.options, and must not load them all.
+    if name == "app":
+        if not _app:
+            _app.append(build_app())
+        return _app[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(build_app(_modules_for(args)))
     try:
-        code = command.main(args=argv, prog_name="pcq", standalone_mode=False)
+        code = command.main(args=args, prog_name="pcq", standalone_mode=False)
     except NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
         sys.exit(2)

@@ -1,9 +1,11 @@
 """``pcq status`` (one shot) and ``pcq watch`` (live): what is in the queues right now.
 
-Both show, for the Redis list: queue length, items in flight per consumer, dead
-letters, consumers with their heartbeat age (from :func:`pcq.core.redis_list.status.queue_status`),
-and the acknowledgement rate; for RQ: the queue's length, its registries
-(started, finished, failed, deferred, scheduled, canceled) and its workers.
+Both render the monitoring view, :func:`pcq.core.monitor.view.read_view` (the
+same one ``pcq dashboard`` shows): for the Redis list, queue length, items in
+flight per consumer, dead letters, consumers alive or dead with their heartbeat
+age, the acknowledgement rate, the newest runs' tallies and dead letters; for
+RQ, the queue's length, its registries (started, finished, failed, deferred,
+scheduled, canceled) and its workers.
 
 The list queue's rate, items/s over the last 10 s:
 
@@ -17,9 +19,9 @@ The list queue's rate, items/s over the last 10 s:
   so it also counts consumers that died meanwhile. RQ's part is
   :func:`pcq.core.rq_jobs.status.rq_status`.
 
-This module holds the options, the rendering and the watch loop; the reading
-is done by the transports' ``status`` modules, imported when a command runs so
-that ``pcq local`` and ``pcq --help`` never load redis or rq.
+This module holds the options, the rendering and the watch loop; the reading is
+done by :mod:`pcq.core.monitor.view`, imported when a command runs so that
+``pcq local`` and ``pcq --help`` never load redis or rq.
 """
 
 from __future__ import annotations
@@ -66,27 +68,11 @@ def _rate(before: dict[str, Any], after: dict[str, Any], seconds: float) -> floa
 
 
 def collect(client: redis.Redis, settings: RedisSettings, rq_queue: str) -> dict[str, Any]:
-    """One snapshot: the list queue (``queue_status``) plus the RQ queue."""
-    # Imported here: the CLI loads Redis and RQ only when a command needs them.
-    from redis.exceptions import NoPermissionError
+    """One snapshot: :func:`pcq.core.monitor.view.read_view` (imported here: the CLI
+    loads Redis and RQ only when a command needs them)."""
+    from pcq.core.monitor.view import read_view
 
-    from pcq.core.redis_common.keys import Keys
-    from pcq.core.redis_list.status import acked_total, queue_status
-    from pcq.core.rq_jobs.status import rq_status
-
-    status = queue_status(settings, client)
-    status["at"] = round(time.time(), 3)
-    # A role-limited ACL user (compose's `consumer`) may not read the acked sets or RQ's
-    # keys: show what it may read rather than fail the whole view.
-    try:
-        status["acked_total"] = acked_total(client, Keys(settings.queue))
-    except NoPermissionError:
-        status["acked_total"] = None
-    try:
-        status["rq"] = rq_status(client, rq_queue)
-    except NoPermissionError:
-        status["rq"] = None
-    return status
+    return read_view(client, settings, rq_queue)
 
 
 def _settings(queue: str | None, redis_url: str | None) -> RedisSettings:
@@ -117,10 +103,12 @@ def _render(
         age = "-" if c["heartbeat_age"] is None else f"{c['heartbeat_age']:.1f}"
         acked = "-" if c["acked"] is None else f"{c['acked']:,}"
         each = "-" if c["rate"] is None else f"{c['rate']:,.1f}"
-        cons.add_row(c["id"], "yes" if c["alive"] else "NO", age, str(c["in_flight"]), acked, each)
+        state = "yes" if c["alive"] else str(c["state"]).upper()
+        cons.add_row(c["id"], state, age, str(c["in_flight"]), acked, each)
+    parts = [head, cons, *_runs_and_dead(status)]
     rq = status["rq"]
     if rq is None:
-        return Group(head, cons, "RQ: not readable with these credentials (NOPERM)")
+        return Group(*parts, "RQ: not readable with these credentials (NOPERM)")
     rqt = Table(title=f"RQ queue {rq['queue']}", title_justify="left", show_header=False)
     rqt.add_column("what")
     rqt.add_column("value", justify="right")
@@ -128,7 +116,32 @@ def _render(
     for name, n in rq["registries"].items():
         rqt.add_row(name, str(n))
     rqt.add_row("workers", str(rq["workers"]))
-    return Group(head, cons, rqt)
+    return Group(*parts, rqt)
+
+
+def _runs_and_dead(status: dict[str, Any]) -> list[Table | str]:
+    """The newest runs' tallies and dead letters (or a line saying they are not readable)."""
+    shown: list[Table | str] = []
+    runs, dead = status.get("runs"), status.get("recent_dead_letters")
+    if runs is None:
+        shown.append("runs: not readable with these credentials (NOPERM)")
+    elif runs:
+        table = Table(title="runs (newest first)", title_justify="left")
+        names = ("produced", "consumed", "lost", "redelivered", "dead_letters")
+        table.add_column("run")
+        for name in names:
+            table.add_column(name.replace("_", " "), justify="right")
+        for r in runs:
+            table.add_row(r["run"], *(str(r[n]) for n in names))
+        shown.append(table)
+    if dead:
+        table = Table(title="dead letters (newest first)", title_justify="left")
+        table.add_column("item")
+        table.add_column("reason")
+        for d in dead:
+            table.add_row(str(d["id"] or "-"), d["reason"])
+        shown.append(table)
+    return shown
 
 
 # The options both commands take, one alias each.

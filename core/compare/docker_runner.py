@@ -45,16 +45,28 @@ BUILD_TIMEOUT = 900.0
 STEP_TIMEOUT = 180.0
 Progress = Callable[[int], None]
 
-# The healthcheck is switched off for the measurement: each check is a fresh
-# Python process (~0.5 s of CPU), and eight containers checking every 5 s take
-# most of a core on a 2-core machine -- that would be measured as queue cost.
+# The consumers keep their healthcheck, as a user's would: it is a shell test of
+# the health file (core/redis_list/health.py), ~2 ms of CPU per check. (It used
+# to be a fresh Python process, ~0.4 s of CPU, and was switched off here: eight
+# containers checking every 5 s halved the throughput on a 2-core machine.)
+# `healthcheck=False` still switches it off, to measure what it costs.
+# The harness's producer connects as the admin user (password: a secret file).
 _OVERRIDE = """\
 services:
+  producer:
+    secrets: [redis-admin-password]
+    environment:
+      REDIS_URL: redis://admin@redis:6379/0
+      PCQ_REDIS_PASSWORD_FILE: /run/secrets/redis-admin-password
   consumer:
     command: ["python", "-m", "pcq.core.compare.docker_side", "consume", "--work", "{work}"]
+"""
+# Appended to the consumer service above.
+_NO_HEALTHCHECK = """\
     healthcheck:
       disable: true
 """
+SECRETS_SCRIPT = COMPOSE_FILE.parent / "scripts" / "secrets"
 
 
 def docker_problem() -> str | None:
@@ -76,12 +88,20 @@ def docker_problem() -> str | None:
 class DockerCompare:
     """Runs the docker transport for one comparison (builds the image once)."""
 
-    def __init__(self, workload: Workload) -> None:
+    def __init__(self, workload: Workload, *, healthcheck: bool = True) -> None:
         self.workload = workload
         self.built = False
         self._dir = tempfile.TemporaryDirectory(prefix="pcq-compare-docker-")
         self.override = Path(self._dir.name) / "compare.override.yml"
-        self.override.write_text(_OVERRIDE.format(work=str(workload.work)), encoding="utf-8")
+        text = _OVERRIDE.format(work=str(workload.work)) + ("" if healthcheck else _NO_HEALTHCHECK)
+        self.override.write_text(text, encoding="utf-8")
+        # Fresh random passwords as files (scripts/secrets), never in this environment.
+        self.secrets = Path(self._dir.name) / "secrets"
+        proc = subprocess.run([str(SECRETS_SCRIPT), "init", str(self.secrets)], capture_output=True,
+                              text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            self._dir.cleanup()
+            raise PcqError(f"scripts/secrets init failed: {(proc.stderr.strip() or '?')[-200:]}")
 
     def close(self) -> None:
         self._dir.cleanup()
@@ -108,17 +128,13 @@ class DockerCompare:
 
     def _env(self, queue: str) -> dict[str, str]:
         w = self.workload
-        admin = secrets.token_hex(16)
+        # The harness's producer also reads the consumers' registrations and stamps,
+        # which the producer ACL user may not: it runs as the admin user (_OVERRIDE).
         return dict(
             os.environ, PCQ_IMAGE=IMAGE, PCQ_REDIS_IMAGE=REDIS_IMAGE, PCQ_QUEUE=queue,
-            REDIS_PASSWORD=admin, PCQ_PRODUCER_PASSWORD=secrets.token_hex(16),
-            PCQ_CONSUMER_PASSWORD=secrets.token_hex(16), PCQ_RQ_PASSWORD=secrets.token_hex(16),
+            PCQ_SECRETS_DIR=str(self.secrets),
             PCQ_BATCH=str(w.batch), PCQ_HEARTBEAT_TTL="5", PCQ_STOP_GRACE="10s",
             PCQ_MAX_DELAY="0", PCQ_ITEMS="",
-            # The harness's producer also reads the consumers' registrations and stamps,
-            # which the producer ACL user may not: it runs as the admin user. Passed as
-            # `run -e REDIS_URL` (value from this environment), so never in an argv.
-            REDIS_URL=f"redis://admin:{admin}@redis:6379/0",
         )
 
     def run(self, consumers: int, repeat: int, progress: Progress, timeout: float) -> RunMetrics:
@@ -137,7 +153,7 @@ class DockerCompare:
             with RssSampler(lambda: pids, every=0.2, children=True) as rss:
                 t0 = time.perf_counter()
                 out = self._checked(
-                    project, env, "run", "--rm", "--no-deps", "-T", "-e", "REDIS_URL", "producer",
+                    project, env, "run", "--rm", "--no-deps", "-T", "producer",
                     "python", "-m",
                     "pcq.core.compare.docker_side", "produce", "--items", str(w.items),
                     "--payload-bytes", str(w.payload_bytes), "--consumers", str(consumers),

@@ -11,6 +11,10 @@ restart):
   per attempt (``pcq: redis at host:port unreachable (ConnectionError), retry
   3/10 in 1.6s``) and finally raising :class:`~pcq.core.errors.ConnectionFailed`.
 
+A full Redis (``OOM`` reply: ``maxmemory`` reached under ``noeviction``) is not
+an outage: it becomes :class:`~pcq.core.errors.RedisFull`, which producers wait
+out as backpressure (:mod:`pcq.core.redis_list.producer`).
+
 A wrong password is never retried (redis-py's ``AuthenticationError`` is a
 ``ConnectionError`` subclass, hence the filter) and becomes one line, exit 1.
 Messages name ``host:port`` only: URLs may carry a password.
@@ -30,13 +34,14 @@ from redis.exceptions import (
     AuthorizationError,
     BusyLoadingError,
     NoPermissionError,
+    OutOfMemoryError,
     RedisError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from pcq.core.errors import ConnectionFailed, PcqError
+from pcq.core.errors import ConnectionFailed, PcqError, RedisFull
 from pcq.core.redis_common.settings import RedisSettings
 
 __all__ = ["RETRYABLE", "Retrier", "connect", "explain", "stderr_log", "text"]
@@ -88,8 +93,14 @@ def connect(settings: RedisSettings) -> redis.Redis:
     for valid UTF-8 by :func:`pcq.core.redis_common.payload.decode`, not by the driver.
     """
     inner = _NoAuthRetry(ExponentialBackoff(cap=0.2, base=0.02), retries=2, supported_errors=RETRYABLE)
+    extra: dict[str, Any] = {}
+    if settings.file_password is not None:  # a URL's own password wins in from_url anyway
+        extra["password"] = settings.file_password
+    if settings.ca_file:  # rediss:// only (checked by RedisSettings)
+        extra["ssl_ca_certs"] = settings.ca_file
     return redis.Redis.from_url(
         settings.url,
+        **extra,
         retry=inner,
         retry_on_error=list(RETRYABLE),
         socket_timeout=SOCKET_TIMEOUT,
@@ -107,8 +118,14 @@ def explain(exc: BaseException, settings: RedisSettings) -> PcqError:
         return exc
     if isinstance(exc, _FATAL):
         if settings.password is None:
-            return PcqError(f"redis at {where} requires a password: put it in REDIS_URL")
+            return PcqError(
+                f"redis at {where} requires a password: put it in REDIS_URL or a file "
+                "named by PCQ_REDIS_PASSWORD_FILE"
+            )
         return PcqError(f"redis at {where} refused our credentials ({_first_line(exc)})")
+    if isinstance(exc, OutOfMemoryError):
+        return RedisFull(f"redis at {where} is full (maxmemory reached, nothing evicted): "
+                         f"{_first_line(exc)}")
     if isinstance(exc, NoPermissionError):
         return PcqError(f"redis at {where}: permission denied ({_first_line(exc)})")
     if isinstance(exc, RETRYABLE):

@@ -6,10 +6,16 @@ hash tag: every key of one queue lands in the same slot, so the Lua scripts
 
 Key layout (``P`` = ``pcq:{Q}``)::
 
-    P:queue               LIST   payloads waiting; producers RPUSH at the tail,
-                                 consumers claim from the head (FIFO)
-    P:proc:<consumer>     LIST   payloads a consumer has claimed but not yet
-                                 acknowledged (the reliable-list pattern)
+    P:queue               LIST   envelopes waiting (one per producer batch: a bare
+                                 payload, or "#batch <n>" and n payloads, one per
+                                 line; pcq.core.redis_list.envelope); producers
+                                 RPUSH at the tail, consumers claim from the head
+    P:queue_extra         STRING items queued beyond one per envelope, so the queue
+                                 holds LLEN P:queue + this many items
+    P:proc:<consumer>     LIST   envelopes a consumer has claimed and not yet
+                                 settled (the reliable-list pattern); an item
+                                 settled alone (nack, dead letter) leaves its
+                                 envelope, acknowledged ones wait for the rest
     P:consumers           SET    consumer ids that may hold a processing list
     P:hb:<consumer>       STRING heartbeat, JSON {host, pid, ttl, at, acked,
                                  since: [time, acked] <= 10 s before}; expires
@@ -20,16 +26,23 @@ Key layout (``P`` = ``pcq:{Q}``)::
     P:deliveries          HASH   item id -> failed deliveries so far (handler
                                  raised, or its consumer died); absent = none
     P:errors              HASH   item id -> last failure reason
-    P:dead                LIST   dead letters: JSON {reason, payload, consumer,
-                                 at, id, run, deliveries}
+    P:dead                LIST   dead letters, oldest at the head: JSON {reason,
+                                 payload | payload_b64, consumer, at, id, run,
+                                 deliveries[, truncated, payload_bytes,
+                                 payload_sha256]}; a record is named by the
+                                 first 12 hex digits of the SHA-1 of its bytes
+                                 (``pcq dead``)
     P:stats               HASH   queue-wide counters: acked, redelivered,
-                                 dead_letters, malformed, reaped
+                                 dead_letters, malformed, reaped; requeued,
+                                 dead_purged, dead_trimmed (``pcq dead``, retention)
     P:runs                ZSET   run id -> start time (Redis clock)
     P:open                SET    runs whose producer has not closed its stream
     P:run:<run>           HASH   produced, seq (last batch pushed), started_at,
-                                 closed_at, redelivered, duplicates, host, pid
+                                 closed_at, redelivered, requeued, duplicates,
+                                 host, pid
     P:run:<run>:acked     SET    the run's acked set: ids acknowledged at least once
-    P:run:<run>:dead      SET    the run's ids that were dead-lettered
+    P:run:<run>:dead      SET    the run's ids that were dead-lettered (a requeue
+                                 takes the id out until it dies again)
     P:run:<run>:by        HASH   consumer id -> acknowledgements (duplicates
                                  included)
     P:run:<run>:alive     STRING producer liveness (its pid), refreshed while it
@@ -38,8 +51,15 @@ Key layout (``P`` = ``pcq:{Q}``)::
 
 Retention: once a producer has read its run's final tally, ``P:run:<run>``,
 ``:acked``, ``:dead`` and ``:by`` expire after PCQ_RUN_TTL (7 days), and runs
-older than that leave ``P:runs``. ``P:dead`` is the operator's inbox and is
-never trimmed by pcq.
+older than that leave ``P:runs``. ``P:dead`` is the operator's inbox
+(``pcq dead``): capped at PCQ_DEAD_MAX records (1000) and PCQ_DEAD_MAX_AGE
+seconds (7 days) by ``retain.lua``, oldest first; every trimmed record is
+counted in ``P:stats`` ``dead_trimmed``.
+
+Memory: Redis should run with ``maxmemory`` and ``noeviction``. At the cap the
+consumers' scripts still run (``allow-oom``), the producer's push is refused
+whole and waited for (see :mod:`pcq.core.redis_list.scripts`). A run's acked
+set costs ~72 bytes per item until the run is retired.
 
 RQ mode (``pcq produce --via rq``; ``Q`` is the RQ queue name, and RQ's own
 keys ``rq:queue:Q``, ``rq:job:<id>``, ``rq:finished:Q``, ``rq:failed:Q``... sit
@@ -75,6 +95,10 @@ class Keys:
     @property
     def queue(self) -> str:
         return f"{self.prefix}:queue"
+
+    @property
+    def queue_extra(self) -> str:
+        return f"{self.prefix}:queue_extra"
 
     @property
     def consumers(self) -> str:

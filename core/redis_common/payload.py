@@ -43,13 +43,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
 import orjson
 
 from pcq.core.errors import UsageProblem
 from pcq.core.transport import Item
 
 __all__ = [
-    "SCHEMA_VERSION", "BadPayload", "dead_record", "decode", "encode", "encode_many", "new_run_id",
+    "SCHEMA_VERSION", "BadPayload", "dead_record", "decode", "decode_batch", "encode", "encode_many",
+    "new_run_id",
     "refused_as_usage", "run_of",
 ]  # fmt: skip
 
@@ -158,6 +160,50 @@ def decode(raw: bytes, max_bytes: int, deliveries: int = 1) -> Item:
     except orjson.JSONDecodeError:
         item = None
     return item if item is not None else _decode_json(raw, deliveries)
+
+
+class _V1(msgspec.Struct, forbid_unknown_fields=True):
+    """Schema v1 as msgspec checks it: the six keys, their JSON types (strictly)."""
+
+    v: int
+    id: str
+    run: str
+    body: str
+    produced_at: float
+    deliveries: int
+
+
+_decode_v1s = msgspec.json.Decoder(list[_V1]).decode
+
+
+def decode_batch(raws: Sequence[bytes], max_bytes: int, deliveries: int = 1) -> list[Item] | None:
+    """Decode a batch's payloads in one call, if every one is a plain valid item; else ``None``.
+
+    The batch's payloads become one JSON array that msgspec parses and
+    type-checks in C: about half the cost of :func:`decode` per item on the
+    project's machine (``tests/test_redis_payload.py`` keeps the two in step).
+    ``None`` -- a payload too big, not JSON, of another shape, of a run not
+    seen yet -- sends the caller to :func:`decode`, one payload at a time,
+    which has the last word and the exact reasons.
+    """
+    if any(len(raw) > max_bytes for raw in raws):
+        return None
+    try:
+        decoded = _decode_v1s(b"[" + b",".join(raws) + b"]")
+    except msgspec.DecodeError:
+        return None
+    if len(decoded) != len(raws):  # a payload that was itself several JSON values
+        return None
+    items = []
+    for p in decoded:
+        item_id, run = p.id, p.run
+        number = item_id[len(run) + 1 :]
+        if not (p.v == 1 and run in _GOOD_RUNS and p.deliveries >= 0
+                and item_id.startswith(run) and item_id[len(run) : len(run) + 1] == ":"
+                and 0 < len(number) <= 18 and number.isdigit() and number.isascii()):  # fmt: skip
+            return None
+        items.append(Item(item_id, p.body, p.produced_at, p.deliveries + deliveries))
+    return items
 
 
 def _plain(obj: Any, deliveries: int) -> Item | None:

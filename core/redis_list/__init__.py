@@ -4,21 +4,27 @@ One item's way through the queue (keys ``pcq:{Q}:...``, all listed in
 :mod:`pcq.core.redis_common.keys`; Lua scripts in ``lua/``)::
 
     ListProducer.open_run     run:<run> hash, open + runs sets, run:<run>:alive  (producer.py)
-         |  put: push.lua -- the batch, the run's `produced` and batch number
-         v       together; nothing pushed above the high-water mark (backpressure)
+         |  put: push.lua -- the batch as one element (an envelope), the run's
+         v       `produced` and batch number together; nothing pushed above the
+         |       high-water mark (backpressure)                        (envelope.py)
        queue  LIST  ------------------------------------------------ (producer.py)
-         |  get: claim.lua (or BLMOVE when the queue ran dry) -- up to `batch`
-         v       payloads, one round trip on the role's Wire
-       proc:<consumer>  LIST  (in flight) ------------------------- (consumer.py)
+         |  get: claim.lua (or BLMOVE when the queue ran dry) -- whole envelopes
+         v       up to `batch` items, the last one split if too big; one round
+         |       trip on the role's Wire
+       proc:<consumer>  LIST  (in flight, envelopes) --------------- (consumer.py)
+         |  each item settled on its own; the envelope leaves with its last (held.py)
          |-- handled: ack is buffered, sent with the next claim:     (acks.py)
-         |     off the processing list, id into the run's acked set
-         |     run:<run>:acked (a duplicate is counted), per-consumer count
-         |-- handler failed: nack -> retry.lua (back to the tail, failure
-         |     counted) or, at max_deliveries, dead.lua -> dead LIST   (consumer.py)
+         |     id into the run's acked set run:<run>:acked (a duplicate
+         |     is counted), per-consumer count; settled envelopes dropped
+         |-- handler failed: nack -> retry.lua (out of its envelope, back to
+         |     the tail alone, failure counted) or, at max_deliveries,
+         |     dead.lua -> dead LIST                                   (consumer.py)
+         |     (pcq dead: requeue.lua back to the queue, purge.lua;
+         |      retain.lua caps it by count and age)                 (dead_letters.py)
          |-- not handled (shutdown): release.lua -> head of the queue  (consumer.py)
          '-- consumer died: its hb:<consumer> key expires; reap.lua, run
-               by every consumer's heartbeat thread, puts its processing
-               list back at the head, failures counted                 (heartbeat.py)
+               by every consumer's heartbeat thread, puts what it held and
+               had not acknowledged back at the head, failures counted (heartbeat.py)
     ListProducer.end_stream   run leaves the open set; drained.lua then tells a
                               `consume --drain` consumer that nothing is left   (consumer.py)
 
@@ -37,6 +43,9 @@ Modules, one thing each:
   consumer role: claim, ack, nack, release, beat, reap, drained;
 * ``serve`` -- one consumer's life: connect, consume, close (what
   ``pcq consume`` and the comparisons run);
+* ``envelope`` -- one list element per batch: the framing;
+* ``held`` -- the envelopes a consumer holds, and which items are settled;
+* ``claims`` -- a consumer's claims: claim, wait, prefetch;
 * ``link`` -- :class:`~pcq.core.redis_list.link.ListLink`, what both roles
   hold: client, settings, keys, retrier, scripts, and the Wire;
 * ``wire`` -- the hot path's own connection, and the figures that justify it;
@@ -45,7 +54,14 @@ Modules, one thing each:
 * ``heartbeat`` -- the beating (and reaping) thread;
 * ``rates`` -- items/s over the last 10 s, for heartbeats and ``pcq watch``;
 * ``tally`` -- a run's counts, read back (what ``pcq produce`` prints);
-* ``status`` -- a queue's state right now (``pcq status``/``watch``).
+* ``status`` -- a queue's state right now (``pcq status``/``watch``);
+* ``dead_records`` -- dead-letter records as read back, and selections of them;
+* ``dead_letters`` -- the dead-letter inbox in Redis: read, requeue, purge,
+  retain (``pcq dead``).
+
+A full Redis (``maxmemory``, ``noeviction``): every consumer-side script is
+flagged ``allow-oom`` and runs there; ``push.lua`` is refused whole and the
+producer waits (see :mod:`pcq.core.redis_list.scripts`).
 
 Claims with their acknowledgements and pushes -- the per-item hot path -- go
 over the Wire, without redis-py's per-command machinery; the rest (heartbeat

@@ -1,9 +1,9 @@
 """A consumer's acknowledgements not yet sent: :class:`AckBuffer`.
 
 Redis acknowledgements are already per claim: ``ack`` only buffers the item,
-and the buffer rides with the consumer's next claim (``claim.lua`` removes the
-payloads from the processing list, adds the ids to their run's acked set and
-counts them per consumer) -- or goes alone after 0.5 s
+and the buffer rides with the consumer's next claim (``claim.lua`` adds the
+ids to their run's acked set, counts them per consumer, and drops the
+envelopes they settled from the processing list) -- or goes alone after 0.5 s
 (:meth:`pcq.core.redis_list.consumer.ListConsumer.flush`).
 """
 
@@ -11,40 +11,45 @@ from __future__ import annotations
 
 from typing import Any
 
+from pcq.core.redis_list.held import Envelope
+
 __all__ = ["AckBuffer"]
 
 
 class AckBuffer:
-    """Acknowledgements not yet sent: ids and payloads, in acknowledgement order."""
+    """Acknowledgements not yet sent (ids, in order) and the envelopes they settle."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
-        self.raws: list[bytes] = []
+        self.settled: list[Envelope] = []
         self.since = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self.ids)
+        return bool(self.ids or self.settled)
 
-    def add(self, item_id: str, raw: bytes, now: float) -> None:
-        """Buffer the acknowledgement of ``item_id`` (payload ``raw``) at ``now`` (monotonic)."""
+    def add(self, item_id: str, now: float) -> None:
+        """Buffer the acknowledgement of ``item_id`` at ``now`` (monotonic)."""
         if not self.ids:
             self.since = now
         self.ids.append(item_id)
-        self.raws.append(raw)
+
+    def envelope_settled(self, envelope: Envelope) -> None:
+        """``envelope`` has no unsettled item left: drop it from the processing list."""
+        self.settled.append(envelope)
 
     def args(self, covers_all: bool) -> list[Any]:
-        """The claim script's ack arguments (see ``claim.lua``).
+        """The claim script's settling arguments (see ``claim.lua``).
 
         Args:
-            covers_all: the consumer holds nothing but these items, so the
-                script may drop the whole processing list instead of removing
-                payloads one by one (and they need not be sent).
+            covers_all: the consumer holds nothing unsettled, so the script may
+                drop the whole processing list instead of removing envelopes one
+                by one (and they need not be sent).
         """
-        out: list[Any] = ["all" if covers_all else "some"]
-        out += self.by_run()
-        if not covers_all:
-            out += self.raws
-        return out
+        if not self:
+            return ["none", *self.by_run()]
+        if covers_all:
+            return ["all", *self.by_run()]
+        return ["some", *self.by_run(), *(e.element for e in self.settled)]
 
     def by_run(self) -> list[Any]:
         """``[number of runs, run, its ids joined by ',', ...]`` (ids never contain ',')."""
@@ -68,4 +73,4 @@ class AckBuffer:
     def clear(self) -> None:
         """Forget the buffered acknowledgements (they were sent)."""
         self.ids = []
-        self.raws = []
+        self.settled = []

@@ -7,10 +7,16 @@ processing list in one round trip on the link's Wire (``claim.lua``, or
 since the previous claim (:class:`~pcq.core.redis_list.acks.AckBuffer`);
 :meth:`~ListConsumer.nack` (``retry.lua`` / ``dead.lua``) and
 :meth:`~ListConsumer.release` (``release.lua``) go through redis-py at once.
-A heartbeat thread beats and reaps (``reap.lua``).
+A heartbeat thread beats (``beat.lua``) and reaps (``reap.lua``, then the
+dead-letter retention, ``retain.lua``).
+
+On a full Redis (``maxmemory``, ``noeviction``) every step here still runs:
+the scripts are flagged ``allow-oom`` (see :mod:`pcq.core.redis_list.scripts`),
+and when Redis refuses ``BLMOVE`` (its own command, not a script) :meth:`get`
+polls with the claim script instead.
 
 Consumer ids are ``<hostname>:<pid>`` (in a container the hostname is the
-container id), so ``pcq consume --check`` finds its own container's consumer.
+container id).
 A restarted container keeps its hostname and usually its pid, so a new process
 can find its predecessor's processing list under its own id, with the old
 heartbeat still alive. A consumer therefore reaps its own id once at start,
@@ -24,18 +30,22 @@ import json
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 
-from pcq.core.errors import PcqError
+from pcq.core.errors import RedisFull
 from pcq.core.redis_common.connection import stderr_log
-from pcq.core.redis_common.payload import BadPayload, dead_record, decode
+from pcq.core.redis_common.payload import BadPayload, dead_record, decode, decode_batch
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acks import AckBuffer
+from pcq.core.redis_list.claims import Claims
+from pcq.core.redis_list.dead_letters import retain
+from pcq.core.redis_list.envelope import pack
+from pcq.core.redis_list.health import HealthFile
 from pcq.core.redis_list.heartbeat import Heartbeat
+from pcq.core.redis_list.held import ACKED, Envelope, Held
 from pcq.core.redis_list.link import ListLink, Notify
 from pcq.core.redis_list.rates import RateWindow
 from pcq.core.transport import Item
@@ -43,6 +53,14 @@ from pcq.core.transport import Item
 __all__ = ["ListConsumer", "consumer_id"]
 
 ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
+# A draining consumer's longest wait for an item before it checks whether the
+# queue is drained (drained.lua): its exit comes this soon after the last item.
+DRAIN_GLANCE = 0.05
+# Prefetch (claim the next batch while handling this one) only for a consumer
+# that handled its previous batch within this many seconds: it holds at most
+# two batches, and the second waits no longer than this for its turn, so a slow
+# consumer never sits on work that an idle one could do.
+PREFETCH_BELOW = 0.05
 
 
 def consumer_id() -> str:
@@ -83,20 +101,13 @@ class ListConsumer:
         self.notify = notify or log
         self._retry = self.link.retry.call  # every step but the claim: redis-py, retried
         self._scripts = self.link.scripts
-        # What this consumer holds: id -> payload, and further copies of an id
-        # claimed twice in one batch (rare: only a hostile or duplicated push).
-        self._held: dict[str, bytes] = {}
-        self._dups: dict[str, list[bytes]] = {}
+        self._held = Held()  # the envelopes claimed, and where each unsettled item sits
         self._acks = AckBuffer()
         self.acked = 0  # acknowledgements so far; only this consumer's thread writes it
         self.rates = RateWindow()  # of `acked`, sampled by each heartbeat
-        self._busy = True  # items were left in the queue: try a non-blocking claim first
-        self._calls = 0
-        self._call_prefix = uuid.uuid4().hex[:8]
+        self._claims = Claims(self.link, self.consumer, self._held, self._acks, self._decode)
+        self._last_get = -PREFETCH_BELOW  # monotonic time get last returned
         self._heart: Heartbeat | None = None  # beats and reaps from start() to close()
-        k, me = self.keys, self.consumer
-        self._claim_keys = [k.queue, k.processing(me), k.consumers, k.deliveries, k.errors,
-                            k.stats, k.call(me)]  # fmt: skip
 
     # Liveness ------------------------------------------------------------------
     def start(self) -> None:
@@ -106,7 +117,8 @@ class ListConsumer:
         self._retry(self.reap, self.consumer)  # nothing claimed yet: all left by a predecessor
         self._retry(self.beat)
         s = self.settings
-        self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every)
+        self._heart = Heartbeat(s.heartbeat_every, self.beat, self.reap, s.reap_every,
+                                listener=HealthFile.of(s))  # the healthcheck's file
         self._heart.start()
 
     def beat(self) -> None:
@@ -122,10 +134,10 @@ class ListConsumer:
             {"host": socket.gethostname(), "pid": os.getpid(), "ttl": ttl, "at": now,
              "acked": acked, "since": [round(since_at, 3), since]}
         )
-        with self.link.client.pipeline(transaction=True) as pipe:
-            pipe.set(k.heartbeat(self.consumer), value, px=int(ttl * 1000))
-            pipe.sadd(k.consumers, self.consumer)
-            pipe.execute()
+        # beat.lua, not MULTI: it runs on a full Redis (allow-oom), so a busy
+        # consumer is never taken for dead there.
+        self._scripts.beat([k.heartbeat(self.consumer), k.consumers],
+                           [value, int(ttl * 1000), self.consumer])  # fmt: skip
 
     def reap(self, predecessor: str = "") -> tuple[int, int, int]:
         """Requeue the items of consumers whose heartbeat expired.
@@ -138,7 +150,7 @@ class ListConsumer:
             (consumers reaped, items requeued, items dead-lettered).
         """
         k = self.keys
-        keys = [k.consumers, k.queue, k.deliveries, k.errors, k.dead, k.stats]
+        keys = [k.consumers, k.queue, k.deliveries, k.errors, k.dead, k.stats, k.queue_extra]
         args: list[str | int] = [
             k.prefix,
             self.settings.max_deliveries,
@@ -153,7 +165,16 @@ class ListConsumer:
                 f"reaped {reaped} dead consumer(s): {requeued} item(s) back in the queue, "
                 f"{dead} dead-lettered"
             )
+        self._retain()
         return reaped, requeued, dead
+
+    def _retain(self) -> None:
+        """Trim the dead-letter list to its retention caps (counted; a line when trimmed)."""
+        trimmed = retain(self._scripts, self.keys, self.settings, time.time())
+        if trimmed:
+            self.notify(f"dead letters: {trimmed} oldest trimmed by retention "
+                        f"(PCQ_DEAD_MAX {self.settings.dead_max}, "
+                        f"PCQ_DEAD_MAX_AGE {self.settings.dead_max_age}s)")  # fmt: skip
 
     # The Consumer role -----------------------------------------------------------
     def get(self, timeout: float) -> Sequence[Item] | None:
@@ -162,14 +183,32 @@ class ListConsumer:
         One round trip either way: while the last claim left items in the
         queue, one claim call (which also acknowledges the previous batch);
         when it left the queue empty, a pipeline of acknowledge, ``BLMOVE``
-        (block up to ``timeout`` for one item) and claim up to ``batch - 1`` more.
+        (block up to ``timeout`` for one item) and what a claim needs besides.
+        A consumer that came back for more within ``PREFETCH_BELOW`` of its
+        previous batch, while the queue holds more, sends its next claim
+        before it handles this batch, so the round trip overlaps the work.
+        A draining consumer blocks at most ``DRAIN_GLANCE`` before it asks
+        whether the queue is drained, so it leaves soon after the last item.
         """
         self.start()
-        items: list[Item] = []
-        if self._busy:
-            items = self._claim(self.settings.batch)
+        claims, batch = self._claims, self.settings.batch
+        claims.land()
+        items, claims.ready = claims.ready, []
+        if not items and claims.busy:
+            items = claims.claim(batch)
         if not items:
-            items = self._wait_and_claim(timeout)
+            wait = min(timeout, DRAIN_GLANCE) if self.drain else timeout
+            try:
+                items = claims.wait_and_claim(wait)
+            except RedisFull:
+                # Redis refuses BLMOVE at maxmemory (the queue is empty, something
+                # else filled it): poll with the claim script, which may run there.
+                time.sleep(wait)
+                items = claims.claim(batch)
+        now = time.monotonic()
+        if items and claims.busy and now - self._last_get < PREFETCH_BELOW:
+            claims.prefetch()
+        self._last_get = now
         if items or not self.drain:
             return items
         return None if self.drained() else []
@@ -183,34 +222,70 @@ class ListConsumer:
     def ack(self, item: Item) -> None:
         """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
         now = time.monotonic()
-        self._acks.add(item.id, self._take(item), now)
+        envelope, index = self._held.take(item.id, self.consumer)
+        envelope.states[index] = ACKED
+        envelope.open -= 1
+        if not envelope.open:
+            self._held.drop(envelope)
+            self._acks.envelope_settled(envelope)
+        self._acks.add(item.id, now)
         self.acked += 1
         if now - self._acks.since > ACK_FLUSH_SECONDS:
             self.flush()
 
     def nack(self, item: Item, reason: str) -> None:
         """Deliver again later, or dead-letter once ``max_deliveries`` is reached."""
-        raw = self._take(item)
-        k, most = self.keys, self.settings.max_deliveries
+        envelope, index = self._held.take(item.id, self.consumer)
+        most = self.settings.max_deliveries
         if item.deliveries >= most:
             why = f"{reason} (delivery {item.deliveries} of max {most})"
-            self._dead_letter(raw, why, item.id, "", deliveries=item.deliveries)
+            self._dead_letter(envelope, index, why, item.id, "", deliveries=item.deliveries)
             return
+        k, held, payload = self.keys, envelope.element, envelope.payloads[index]
+        rest = self._take_out(envelope, index)
         keys = [k.processing(self.consumer), k.queue, k.deliveries, k.errors, k.stats]
-        self._retry(self._scripts.retry, keys, [k.prefix, raw, item.id, reason])
+        self._retry(self._scripts.retry, keys, [k.prefix, held, rest, payload, item.id, reason])
 
     def release(self, items: Sequence[Item]) -> None:
-        """Hand back unhandled items to the head of the queue (no delivery counted)."""
-        raws = [self._take(item) for item in items]
-        if raws:
-            k = self.keys
-            self._retry(self._scripts.release, [k.processing(self.consumer), k.queue], raws)
+        """Hand back unhandled items to the head of the queue (no delivery counted).
+
+        Acknowledgements go first, so what stays held of an envelope is only its
+        items still unsettled.
+        """
+        if not items:
+            return
+        self.flush()
+        leaving: dict[Envelope, list[int]] = {}
+        for item in items:
+            envelope, index = self._held.take(item.id, self.consumer)
+            leaving.setdefault(envelope, []).append(index)
+        args: list[bytes | int] = []
+        for envelope, indexes in leaving.items():
+            held, back = envelope.element, pack([envelope.payloads[i] for i in sorted(indexes)])
+            rest = envelope.remove(indexes)
+            if not envelope.open:  # what is left is acknowledged (flushed above): it goes
+                self._held.drop(envelope)
+                rest = b""
+            args += [held, rest, back, len(indexes)]
+        k = self.keys
+        self._retry(self._scripts.release, [k.processing(self.consumer), k.queue, k.queue_extra], args)
+
+    def _take_out(self, envelope: Envelope, index: int) -> bytes:
+        """Take one item out of its envelope (nack, dead letter); return what stays of it.
+
+        An envelope left with acknowledged items only is dropped by the flush that
+        records those acknowledgements, never before.
+        """
+        rest = envelope.remove([index])
+        if not envelope.open:
+            self._held.drop(envelope)
+            if rest:
+                self._acks.envelope_settled(envelope)
+        return rest
 
     def flush(self) -> None:
         """Send buffered acknowledgements now (a claim of nothing that carries them)."""
-        if self._acks:
-            self.link.eval("claim", self._claim_keys, self._claim_args(0))
-            self._acks.clear()
+        self._claims.flush()
 
     def close(self, reachable: bool = True) -> None:
         """Flush acks, hand back anything held, stop the heartbeat, deregister.
@@ -227,10 +302,9 @@ class ListConsumer:
                 self._stop_heart()
                 return
             try:
-                self.flush()
-                left = [Item(i, "", 0.0) for i in self._held]
-                left += [Item(i, "", 0.0) for i, raws in self._dups.items() for _ in raws]
-                self.release(left)
+                self.flush()  # a prefetched batch lands first: it is released too
+                self._claims.ready = []
+                self.release([Item(i, "", 0.0) for i in self._held.ids()])
             finally:
                 if self._stop_heart():
                     self._retry(self._deregister)
@@ -246,77 +320,28 @@ class ListConsumer:
         return True
 
     def _deregister(self) -> None:
-        k, me, client = self.keys, self.consumer, self.link.client
-        if client.llen(k.processing(me)) == 0:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.srem(k.consumers, me)
-                pipe.delete(k.heartbeat(me), k.call(me), k.processing(me))
-                pipe.execute()
+        k, me = self.keys, self.consumer
+        self._scripts.leave([k.processing(me), k.consumers, k.heartbeat(me), k.call(me)], [me])
 
-    # Claims ----------------------------------------------------------------------
-    def _take(self, item: Item) -> bytes:
-        if self._dups:
-            raws = self._dups.get(item.id)
-            if raws:
-                raw = raws.pop()
-                if not raws:
-                    del self._dups[item.id]
-                return raw
-        taken = self._held.pop(item.id, None)
-        if taken is None:
-            raise PcqError(f"item {item.id} is not held by consumer {self.consumer}")
-        return taken
-
-    def _claim_args(self, want: int) -> list[Any]:
-        # Every call gets the next number; the script skips one it has applied.
-        self._calls += 1
-        acks = self._acks.args(covers_all=not self._held and not self._dups)
-        return [self.keys.prefix, self.consumer, self._call_prefix, self._calls, want, *acks]
-
-    def _claim(self, want: int) -> list[Item]:
-        reply = self.link.eval("claim", self._claim_keys, self._claim_args(want))
-        self._acks.clear()
-        return self._hold(reply)
-
-    def _wait_and_claim(self, timeout: float) -> list[Item]:
-        k, keys, me = self.keys, self._claim_keys, self.consumer
-        acks = self._claim_args(0) if self._acks else None
-        self._acks.clear()
-        more = self.settings.batch - 1
-        claim = self._claim_args(more) if more else None
-
-        commands: list[Sequence[Any]] = []
-        if acks is not None:
-            commands.append(self._scripts.command("claim", keys, acks))
-        commands.append(("BLMOVE", k.queue, k.processing(me), "LEFT", "RIGHT", timeout))
-        if claim is not None:
-            commands.append(self._scripts.command("claim", keys, claim))
-        else:  # batch 1: read what we hold natively (cheaper than a script)
-            commands += [("SADD", k.consumers, me), ("HLEN", k.deliveries), ("LLEN", k.queue),
-                         ("LRANGE", k.processing(me), 0, -1)]  # fmt: skip
-        replies = self.link.execute(commands)
-        if claim is not None:
-            return self._hold(replies[-1])
-        return self._hold([replies[-3], replies[-2], replies[-1]])
-
-    def _hold(self, reply: list[Any]) -> list[Item]:
-        """Take the claim script's reply as what this consumer now holds."""
-        self._held, self._dups = {}, {}
-        self._busy = int(reply[1]) > 0  # the queue may hold more (see claim.lua)
-        return self._decode(reply[2], int(reply[0]) > 0)
-
-    def _decode(self, raws: list[bytes], counted: bool) -> list[Item]:
+    # What claims bring -------------------------------------------------------------
+    def _decode(self, envelopes: list[Envelope], counted: bool) -> list[Item]:
         items: list[Item] = []
         cap, held = self.settings.max_payload_bytes, self._held
-        for raw in raws:
-            try:
-                item = decode(raw, cap)
-            except BadPayload as exc:
-                self._dead_letter(raw, str(exc), "", "malformed")
+        for envelope in envelopes:
+            batch = decode_batch(envelope.payloads, cap) if len(envelope.payloads) > 1 else None
+            if batch is not None:  # all plain and valid: the batch's fast path
+                for index, item in enumerate(batch):
+                    held.place(item.id, envelope, index)
+                items += batch
                 continue
-            if held.setdefault(item.id, raw) is not raw:
-                self._dups.setdefault(item.id, []).append(raw)
-            items.append(item)
+            for index, raw in enumerate(envelope.payloads):
+                try:
+                    item = decode(raw, cap)
+                except BadPayload as exc:
+                    self._dead_letter(envelope, index, str(exc), "", "malformed")
+                    continue
+                held.place(item.id, envelope, index)
+                items.append(item)
         if counted and items:  # some items failed before: fetch their counts
             failed = self._retry(self.link.client.hmget, self.keys.deliveries, [i.id for i in items])
             items = [
@@ -325,9 +350,13 @@ class ListConsumer:
             ]
         return items
 
-    def _dead_letter(self, raw: bytes, reason: str, item_id: str, kind: str, **extra: Any) -> None:
-        k = self.keys
-        record = dead_record(raw, reason, self.consumer, time.time(), id=item_id or None, **extra)
+    def _dead_letter(
+        self, envelope: Envelope, index: int, reason: str, item_id: str, kind: str, **extra: Any
+    ) -> None:
+        k, held, payload = self.keys, envelope.element, envelope.payloads[index]
+        rest = self._take_out(envelope, index)
+        record = dead_record(payload, reason, self.consumer, time.time(), id=item_id or None, **extra)
         keys = [k.processing(self.consumer), k.dead, k.stats, k.deliveries, k.errors]
-        self._retry(self._scripts.dead, keys, [k.prefix, raw, record, item_id, kind])
+        self._retry(self._scripts.dead, keys, [k.prefix, held, rest, record, item_id, kind])
+        self._retry(self._retain)
         self.notify(f"{os.getpid()} dead-lettered {item_id or 'a payload'}: {reason}")

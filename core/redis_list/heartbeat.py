@@ -5,7 +5,9 @@ count and rate, and its registration) and reaps (``reap.lua``: the items of
 consumers whose heartbeat expired go back to the queue); a producer only beats
 (its run's liveness key, which keeps the run open for ``consume --drain``).
 A thread, so a handler that sleeps or a producer waiting under backpressure
-does not stop it.
+does not stop it. A :class:`BeatListener` hears of each beat Redis
+acknowledged and of the end (a consumer's health file,
+:mod:`pcq.core.redis_list.health`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,32 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
 from pcq.core.errors import PcqError
 
-__all__ = ["Heartbeat"]
+__all__ = ["BeatListener", "Heartbeat"]
+
+
+class BeatListener(Protocol):
+    """Hears of a heartbeat's life."""
+
+    def acknowledged(self, started: float) -> None:
+        """A beat taken at wall-clock time ``started`` was written."""
+
+    def stopped(self) -> None:
+        """The heartbeat stopped: no beat will follow."""
 
 
 class Heartbeat(threading.Thread):
-    """Calls ``beat`` every ``every`` seconds (and ``reap`` every ``reap_every``)."""
+    """Calls ``beat`` every ``every`` seconds (and ``reap`` every ``reap_every``).
+
+    After each ``beat`` that returned, ``listener.acknowledged(started)`` is
+    called with the wall-clock time taken just before it; ``stop`` ends with
+    ``listener.stopped()``.
+    """
 
     def __init__(
         self,
@@ -30,12 +48,14 @@ class Heartbeat(threading.Thread):
         beat: Callable[[], object],
         reap: Callable[[], object] | None = None,
         reap_every: float = 0.0,
+        listener: BeatListener | None = None,
     ) -> None:
         super().__init__(name="pcq-heartbeat", daemon=True)
         self.every = every
         self.beat = beat
         self.reap = reap
         self.reap_every = reap_every
+        self.listener = listener
         self._halt = threading.Event()
         self.errors = 0
 
@@ -43,7 +63,10 @@ class Heartbeat(threading.Thread):
         next_reap = time.monotonic()
         while not self._halt.wait(self.every):
             try:
+                started = time.time()
                 self.beat()
+                if self.listener is not None and not self._halt.is_set():  # none after stopped()
+                    self.listener.acknowledged(started)
                 if self.reap is not None and time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + self.reap_every
                     self.reap()
@@ -55,3 +78,5 @@ class Heartbeat(threading.Thread):
         """Stop and join (bounded: one beat plus one redis-py retry cycle)."""
         self._halt.set()
         self.join(timeout=max(2.0, self.every * 2))
+        if self.listener is not None:
+            self.listener.stopped()

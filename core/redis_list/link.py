@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
-from pcq.core.redis_common.connection import Retrier, stderr_log
+from pcq.core.redis_common.connection import RETRYABLE, Retrier, stderr_log
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.scripts import Scripts
@@ -26,6 +27,8 @@ from pcq.core.redis_list.wire import Wire
 __all__ = ["ListLink", "Notify"]
 
 Notify = Callable[[str], None]
+# A prefetched reply that did not come, or came as NOSCRIPT: claim again, synchronously.
+_SEND_AGAIN: tuple[type[Exception], ...] = (*RETRYABLE, NoScriptError)
 
 
 class ListLink:
@@ -61,6 +64,28 @@ class ListLink:
     def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Send ``commands`` in one round trip on the Wire, retried (scripts reloaded)."""
         return self.retry.call(self.scripts.reloading, lambda: self.wire.execute(commands))
+
+    def send(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Callable[[], Any]:
+        """Send script ``name`` on the Wire now; return what reads its reply later.
+
+        The reader waits for the reply, and on any trouble (connection lost,
+        NOSCRIPT after a Redis restart, a send that failed) runs the same call
+        again the synchronous way, through outages: callers only send calls
+        that are safe to repeat (the claim script's call numbers).
+        """
+        command = self.scripts.command(name, keys, args)
+        try:
+            self.wire.send([command])
+        except RETRYABLE:
+            return lambda: self.eval(name, keys, args)
+
+        def receive() -> Any:
+            try:
+                return self.wire.receive(1)[0]
+            except _SEND_AGAIN:
+                return self.eval(name, keys, args)
+
+        return receive
 
     def close(self) -> None:
         """Hand the Wire's connection back to the client's pool."""

@@ -2,10 +2,15 @@
 
 A producer *run* (id ``<run>``, items ``<run>:<n>``) is registered (``run:<run>``
 hash, the ``open`` and ``runs`` sets), then pushed in batches by one Lua call
-each (``push.lua``) on the link's Wire: the push, the run's ``produced`` count
+each (``push.lua``) on the link's Wire, a batch as one list element (an
+envelope: :mod:`pcq.core.redis_list.envelope`): the push, the run's ``produced`` count
 and a batch sequence number change together, so a push retried after a lost
 reply is not applied twice. The call pushes nothing while the queue is above
-the high-water mark: backpressure, :meth:`ListProducer.put` waits.
+the high-water mark (items, or bytes of the queue list as ``MEMORY USAGE``
+estimates them): backpressure, :meth:`ListProducer.put` waits. A full Redis
+(``maxmemory`` under ``noeviction``) is backpressure as well: Redis refuses
+the whole push before it runs (``push.lua`` has no ``allow-oom`` flag), and
+``put`` retries it until ``full_timeout``, with a line every 10 s.
 :meth:`ListProducer.end_stream` closes the run. While the producer lives, a
 heartbeat thread keeps the run's liveness key fresh, so ``consume --drain``
 stops waiting for a run whose producer was killed before closing it.
@@ -17,18 +22,22 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import redis
 
-from pcq.core.errors import PcqError
+from pcq.core.errors import PcqError, RedisFull
 from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import encode_many, new_run_id
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.envelope import pack
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.link import ListLink, Notify
 from pcq.core.transport import Item
 
 __all__ = ["PRODUCER_TTL_FACTOR", "ListProducer"]
+
+T = TypeVar("T")
 
 # A producer's run stays open for `consume --drain` while its liveness key lives:
 # this many heartbeat TTLs (30 s by default), longer than a Redis restart takes.
@@ -70,6 +79,7 @@ class ListProducer:
         self._opened = False
         self._seq = 0  # batch number: push.lua skips one it has applied
         self._quiet_until = 0.0  # backpressure: no "waiting" line before this time
+        self._full_quiet_until = 0.0  # the same for a full Redis
         self._alive: Heartbeat | None = None  # the run's liveness, from open_run to end_stream
 
     def open_run(self) -> str:
@@ -85,7 +95,7 @@ class ListProducer:
                 pipe.zadd(k.runs, {run: time.time()}, nx=True)
                 pipe.execute()
 
-        self.link.retry.call(register)
+        self._while_full(lambda: self.link.retry.call(register))
         self.link.retry.call(self._beat)
         self._opened = True
         if self._alive is None:
@@ -96,11 +106,20 @@ class ListProducer:
     def _beat(self) -> None:
         # While this key lives the run counts as open for `consume --drain`; a
         # producer killed without closing its stream lets it expire.
+        # beat.lua (allow-oom): a producer waiting on a full Redis is still alive.
         ttl = int(self.settings.heartbeat_ttl * 1000) * PRODUCER_TTL_FACTOR
-        self.link.client.set(self.keys.run_alive(self.run), os.getpid(), px=ttl)
+        self.link.scripts.beat([self.keys.run_alive(self.run)], [os.getpid(), ttl])
 
     def put(self, items: Sequence[Item]) -> None:
-        """Push ``items`` as one batch; wait while the queue is at its high-water mark."""
+        """Push ``items`` as one batch; wait while the queue is at its high-water mark.
+
+        A full Redis (``maxmemory``) is backpressure too: the push is refused
+        whole, and retried until ``settings.full_timeout`` runs out.
+
+        Raises:
+            PcqError: the queue stayed above its high-water mark ``put_timeout`` s.
+            RedisFull: Redis stayed full ``full_timeout`` s (nothing of the batch pushed).
+        """
         if not items:
             return
         if not self._opened:
@@ -108,20 +127,20 @@ class ListProducer:
         s, run = self.settings, self.run
         raws = encode_many(items, run, s.max_payload_bytes)
         self._seq += 1
-        keys = [self.keys.queue, self.keys.run(run)]
-        args: list[bytes | str | int] = [s.high_water, self._seq, *raws]
+        keys = [self.keys.queue, self.keys.run(run), self.keys.queue_extra]
+        args: list[bytes | str | int] = [s.high_water, s.high_water_bytes, self._seq, len(raws),
+                                         pack(raws)]  # fmt: skip
         deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
         pause = 0.005
         while True:
-            status, length = self.link.eval("push", keys, args)
+            status, length = self._while_full(lambda: self.link.eval("push", keys, args))
             if status != 0:
                 return
             now = time.monotonic()
             if now >= self._quiet_until:  # one line per 10 s of waiting, not per batch
                 self._quiet_until = now + 10.0
-                self.notify(
-                    f"queue {s.queue} holds {length} items (high-water {s.high_water}): producer waiting"
-                )
+                self.notify(f"queue {s.queue} holds {length} items ({self._marks()}): "
+                            "producer waiting")  # fmt: skip
             if deadline is not None and now > deadline:
                 raise PcqError(
                     f"queue {s.queue} stayed above its high-water mark for "
@@ -132,18 +151,52 @@ class ListProducer:
             # run dry while we wait, and room is used as soon as it appears.
             pause = min(0.05, pause * 2)
 
+    def _marks(self) -> str:
+        s = self.settings
+        marks = [f"high-water {s.high_water}"] if s.high_water else []
+        marks += [f"high-water {s.high_water_bytes} bytes"] if s.high_water_bytes else []
+        return ", ".join(marks)
+
+    def _while_full(self, step: Callable[[], T]) -> T:
+        """Return ``step()``, waiting while Redis is full (``RedisFull``), up to ``full_timeout``.
+
+        Prints a line when the wait starts and every 10 s; the step must be
+        safe to repeat (a push refused for OOM applied nothing).
+        """
+        limit, started, pause, full = self.settings.full_timeout, time.monotonic(), 0.01, False
+        while True:
+            try:
+                result = step()
+            except RedisFull:
+                full = True
+                waited = time.monotonic() - started
+                if waited >= limit:
+                    raise RedisFull(
+                        f"redis at {self.settings.where} stayed full (maxmemory) for "
+                        f"{limit:g}s; nothing of the refused batch was pushed. Are consumers "
+                        "running? (PCQ_FULL_TIMEOUT / --full-timeout)"
+                    ) from None
+                if time.monotonic() >= self._full_quiet_until:  # a line per 10 s, not per batch
+                    self._full_quiet_until = time.monotonic() + 10.0
+                    self.notify(f"redis at {self.settings.where} is full (maxmemory): producer "
+                                f"waiting for consumers to free memory ({waited:.0f}s of "
+                                f"{limit:g}s)")  # fmt: skip
+                self._wait(pause)
+                pause = min(0.05, pause * 2)
+                continue
+            if full and time.monotonic() - started >= 1.0:  # (not after a connection retry)
+                self.notify(f"redis at {self.settings.where} has room again: producer resumes "
+                            f"after {time.monotonic() - started:.1f}s")  # fmt: skip
+            return result
+
     def end_stream(self) -> None:
         """Close this producer's stream (``consume --drain`` waits for that)."""
         if not self._opened:
             return
-        run, k, client = self.run, self.keys, self.link.client
+        run, k = self.run, self.keys
 
-        def close() -> None:
-            with client.pipeline(transaction=True) as pipe:
-                pipe.hset(k.run(run), "closed_at", repr(time.time()))
-                pipe.srem(k.open, run)
-                pipe.delete(k.run_alive(run))
-                pipe.execute()
+        def close() -> None:  # close.lua (allow-oom): also on a full Redis
+            self.link.scripts.close([k.run(run), k.open, k.run_alive(run)], [run, repr(time.time())])
 
         self._stop_beat()
         self.link.retry.call(close)

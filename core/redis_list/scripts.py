@@ -3,7 +3,17 @@
 Each script is one atomic step of an item's way through the list (the picture
 is in :mod:`pcq.core.redis_list`): ``push``, ``claim`` (which also carries the
 previous batch's acknowledgements), ``retry``, ``dead``, ``release``, ``reap``
-and ``drained``.
+and ``drained``; the roles' liveness and leaving (``beat``, ``leave``,
+``close``), a run's counts (``tally``), and the dead-letter inbox's
+``retain``, ``requeue`` and ``purge``.
+
+Full Redis: every script a consumer (or an operator) runs starts with
+``#!lua flags=allow-oom``, so it runs even when Redis is at ``maxmemory``
+(those steps free memory, or move it, or write a few bytes); ``push`` is
+flagged without it, so on a full Redis the whole push is refused before it
+starts (nothing half-applied) and the producer waits; ``tally`` is
+``no-writes``. Scripts with a shebang line must be run with EVAL/EVALSHA (as
+here) and take their keys as KEYS.
 """
 
 from __future__ import annotations
@@ -20,12 +30,24 @@ __all__ = ["SCRIPT_NAMES", "Scripts"]
 
 T = TypeVar("T")
 _LUA_DIR = Path(__file__).with_name("lua")
-SCRIPT_NAMES = ("push", "claim", "retry", "dead", "release", "reap", "drained")
+SCRIPT_NAMES = (
+    "push", "claim", "retry", "dead", "release", "reap", "drained", "beat", "leave", "close",
+    "tally", "retain", "requeue", "purge",
+)
+# Scripts that open envelopes get lib/envelope.lua's functions put in front.
+_OPENS_ENVELOPES = frozenset({"claim", "reap"})
 
 
 @cache
 def _lua(name: str) -> str:
-    return (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    source = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    if name not in _OPENS_ENVELOPES:
+        return source
+    prelude = (_LUA_DIR / "lib" / "envelope.lua").read_text(encoding="utf-8")
+    if source.startswith("#!"):  # a shebang (script flags) must stay the first line
+        shebang, _, body = source.partition("\n")
+        return f"{shebang}\n{prelude}\n{body}"
+    return f"{prelude}\n{source}"
 
 
 class Scripts:
@@ -49,6 +71,13 @@ class Scripts:
         self.release = self._scripts["release"]
         self.reap = self._scripts["reap"]
         self.drained = self._scripts["drained"]
+        self.beat = self._scripts["beat"]
+        self.leave = self._scripts["leave"]
+        self.close = self._scripts["close"]
+        self.tally = self._scripts["tally"]
+        self.retain = self._scripts["retain"]
+        self.requeue = self._scripts["requeue"]
+        self.purge = self._scripts["purge"]
 
     def command(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
         """The EVALSHA command of script ``name``, for :meth:`Wire.execute`."""

@@ -19,10 +19,16 @@ from pcq.core.pattern import ConsumeStats, Handler, consume
 from pcq.core.redis_common.connection import connect, stderr_log
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import ListConsumer
+from pcq.core.transport import Consumer
 
 __all__ = ["POLL_SECONDS", "serve"]
 
-POLL_SECONDS = 0.5  # BLMOVE timeout: how often an idle consumer looks at its stop flag
+# BLMOVE timeout: how often an idle consumer wakes to look at its stop flag, so
+# also the longest an idle consumer takes to notice SIGTERM. An item that
+# arrives ends the wait at once, so it costs no latency; each wake-up is a round
+# trip of five commands. 8 idle host consumers + Redis, 30 s (load ~15): 954 ms
+# of CPU with 0.5 s, 334 ms with 2 s (docs/benchmarks.md, "Lean consumers").
+POLL_SECONDS = 2.0
 
 
 def serve(
@@ -35,6 +41,7 @@ def serve(
     stop: threading.Event | None = None,
     log: Callable[[str], None] = stderr_log,
     poll: float = POLL_SECONDS,
+    observe: Callable[[Consumer], Consumer] | None = None,
 ) -> ConsumeStats:
     """Consume with ``handle`` until the queue is drained (``drain``) or ``stop`` is set.
 
@@ -43,6 +50,8 @@ def serve(
 
     Args:
         consumer: Consumer id (default :func:`pcq.core.redis_list.consumer.consumer_id`).
+        observe: Wraps the consumer the pattern sees (``pcq consume --metrics-port``
+            counts with it: :mod:`pcq.consumer.metrics`).
     """
     halt = stop or threading.Event()
     client = connect(settings)
@@ -50,7 +59,8 @@ def serve(
         queue = ListConsumer(client, settings, consumer=consumer, drain=drain, log=log,
                              notify=console.line)  # fmt: skip
         try:
-            stats = consume(queue, handle, console, stop=halt.is_set, poll=poll)
+            seen = queue if observe is None else observe(queue)
+            stats = consume(seen, handle, console, stop=halt.is_set, poll=poll)
         except ConnectionFailed:
             # Redis is gone: do not retry all over again to hand items back; our
             # heartbeat stops, and a reaper requeues what we held.

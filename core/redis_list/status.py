@@ -2,7 +2,9 @@
 
 * :func:`queue_status` -- one pipeline: queue length, dead letters, open
   streams, queue-wide counters, and per registered consumer its processing
-  list's length and heartbeat. A heartbeat carries the consumer's
+  list and heartbeat. Lengths are in items: an envelope (one list element)
+  carries a batch, so the queue holds ``LLEN`` plus ``queue_extra`` items and a
+  processing list the sum of its envelopes' headers. A heartbeat carries the consumer's
   acknowledgement count now and ~10 s earlier
   (:meth:`pcq.core.redis_list.consumer.ListConsumer.beat`), so the rate is read
   at once; the key expiring means the consumer is dead.
@@ -23,6 +25,7 @@ import redis
 from pcq.core.redis_common.connection import connect, text
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.envelope import size
 
 __all__ = ["RECENT_RUNS", "acked_total", "queue_status"]
 
@@ -86,21 +89,24 @@ def queue_status(settings: RedisSettings, client: redis.Redis | None = None) -> 
         members = sorted(text(c) for c in conn.smembers(keys.consumers))
         with conn.pipeline(transaction=False) as pipe:
             pipe.llen(keys.queue)
+            pipe.get(keys.queue_extra)
             pipe.llen(keys.dead)
             pipe.scard(keys.open)
             pipe.hgetall(keys.stats)
             for c in members:
-                pipe.llen(keys.processing(c))
+                pipe.lrange(keys.processing(c), 0, -1)
                 pipe.get(keys.heartbeat(c))
             replies = pipe.execute()
     finally:
         if own:
             conn.close()
-    length, dead, open_runs, stats = replies[:4]
+    elements, extra, dead, open_runs, stats = replies[:5]
+    # In items: an envelope holds one or more (pcq.core.redis_list.envelope).
+    length = int(elements) + max(0, int(extra or 0)) if elements else 0
     now = time.time()
     consumers, spans = [], []
     for i, c in enumerate(members):
-        held, beat = int(replies[4 + 2 * i]), replies[5 + 2 * i]
+        held, beat = sum(size(e) for e in replies[5 + 2 * i]), replies[6 + 2 * i]
         view = _beat_view(beat, now)
         span = view.pop("span")
         if span is not None:

@@ -12,6 +12,9 @@ producers and repeated runs on one queue never mix:
 * ``duplicates``   -- acknowledgements of an id already in the acked set;
 * ``redelivered``  -- items put back for another delivery (handler failure or
   dead consumer);
+* ``requeued``     -- dead letters an operator put back (``pcq dead requeue``):
+  each left the run's dead set, so it counts as in flight (``lost``) until a
+  consumer acknowledges it, then as consumed, once;
 * ``per_consumer`` -- acknowledgements per consumer id.
 """
 
@@ -25,6 +28,7 @@ import redis
 
 from pcq.core.redis_common.connection import text
 from pcq.core.redis_common.keys import Keys
+from pcq.core.redis_list.scripts import Scripts
 
 __all__ = ["read_tally", "retire_run", "wait_for_tally"]
 
@@ -44,7 +48,9 @@ def retire_run(client: redis.Redis, keys: Keys, run: str, ttl: int) -> None:
     """
     if ttl <= 0:
         return
-    with client.pipeline(transaction=True) as pipe:
+    # Not MULTI: Redis refuses anything queued in a MULTI while it is at maxmemory,
+    # and these two commands may run there (they free memory); each is idempotent.
+    with client.pipeline(transaction=False) as pipe:
         for key in (keys.run(run), keys.acked(run), keys.run_dead(run), keys.by_consumer(run)):
             pipe.expire(key, ttl)
         pipe.zremrangebyscore(keys.runs, "-inf", time.time() - ttl)
@@ -53,14 +59,12 @@ def retire_run(client: redis.Redis, keys: Keys, run: str, ttl: int) -> None:
 
 def read_tally(client: redis.Redis, keys: Keys, run: str) -> dict[str, Any]:
     """Return the run's counts (``seconds``/``items_per_second`` left to the caller)."""
-    with client.pipeline(transaction=True) as pipe:
-        pipe.hgetall(keys.run(run))
-        pipe.scard(keys.acked(run))
-        pipe.scard(keys.run_dead(run))
-        pipe.sintercard(2, [keys.acked(run), keys.run_dead(run)])
-        pipe.hgetall(keys.by_consumer(run))
-        info, consumed, dead, both, by = pipe.execute()
-    info = {text(k): text(v) for k, v in info.items()}
+    # tally.lua: one atomic read that also runs on a full Redis (no-writes script).
+    flat, consumed, dead, both, by_flat = Scripts(client).tally(
+        [keys.run(run), keys.acked(run), keys.run_dead(run), keys.by_consumer(run)]
+    )
+    info = {text(k): text(v) for k, v in zip(flat[::2], flat[1::2])}
+    by = dict(zip(by_flat[::2], by_flat[1::2]))
     produced = _int(info.get("produced"))
     dead_letters = int(dead) - int(both)
     return {
@@ -71,6 +75,7 @@ def read_tally(client: redis.Redis, keys: Keys, run: str) -> dict[str, Any]:
         "lost": produced - int(consumed) - dead_letters,
         "duplicates": _int(info.get("duplicates")),
         "redelivered": _int(info.get("redelivered")),
+        "requeued": _int(info.get("requeued")),
         "dead_letters": dead_letters,
         "per_consumer": {text(c): int(n) for c, n in sorted(by.items())},
         "closed": "closed_at" in info,

@@ -14,6 +14,22 @@ machine, interleaved with the previous code: unbatched went from 0.39x-0.54x
 of a raw redis-py ``RPUSH``/``BLPOP`` loop to 0.74x-0.87x, and batched from
 12-14 us to about 9 us of CPU per item (producer + consumer + redis-server),
 with the payload speed-ups of the same branch.
+
+Re-measured with envelopes (issue 11: one list element per batch), where the
+per-command overhead was expected to matter less: the same in-process producer
+and consumer, once on the Wire and once on redis-py's own script and pipeline
+API (``Script.__call__``, ``pipeline(transaction=False)``), interleaved, 2 runs
+each, load average 25-30 (other jobs running). Client CPU per item:
+
+============  ======================  ======================
+              Wire (prod / cons, us)  redis-py (prod / cons)
+============  ======================  ======================
+unbatched     33 / 50, 36 / 49        93 / 98, 90 / 101
+batch 100     2.3 / 5.8, 2.3 / 4.3    2.6 / 5.0, 2.5 / 4.8
+============  ======================  ======================
+
+Batched, one call per 100 items: no difference worth a hand-written path.
+Unbatched, redis-py costs twice the client CPU per item, so the Wire stays.
 """
 
 from __future__ import annotations
@@ -62,16 +78,39 @@ class Wire:
             return self._retry.call_with_retry(lambda: self._once(commands), lambda _: None)
 
     def _once(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        self.send(commands)
+        return self.receive(len(commands))
+
+    def send(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Send ``commands`` without waiting; :meth:`receive` reads their replies.
+
+        Used alone by a consumer's prefetch (its next claim travels while it
+        handles the current batch); nothing else may use the Wire in between.
+        """
         conn = self._conn
         if conn is None:
             conn = self._conn = self._checkout()
-        replies: list[Any] = []
-        error: ResponseError | None = None
         try:
             # hiredis packs directly: redis-py's packer first walks every
             # argument in Python (100 payloads per push, 100 ids per ack).
             conn.send_packed_command([b"".join([_pack(tuple(c)) for c in commands])])
-            for _ in commands:
+        except BaseException:
+            conn.disconnect()  # half a conversation: start the next one afresh
+            raise
+
+    def receive(self, count: int) -> list[Any]:
+        """Read the replies of the ``count`` commands sent last.
+
+        Raises:
+            ResponseError: the first error reply (after all replies were read).
+        """
+        conn = self._conn
+        if conn is None:
+            raise redis.ConnectionError("nothing was sent on this Wire")  # retried: sent again
+        replies: list[Any] = []
+        error: ResponseError | None = None
+        try:
+            for _ in range(count):
                 try:
                     replies.append(conn.read_response())
                 except ResponseError as exc:  # NOSCRIPT, WRONGTYPE...: the reply is read

@@ -2,8 +2,9 @@
 
 :class:`PcqWorker` is stock :class:`rq.Worker`, plus three things: it always
   uses :class:`AllowlistJob` and JSON (even if ``--job-class`` is forgotten), it
-  names itself ``<hostname>.<pid>`` (unique per container, readable in
-  ``rq info``), and the heartbeat grace RQ hard-codes to 60 s is configurable
+  names itself ``<hostname>.<pid>.<4 hex>`` (readable in ``rq info``; the random
+  part because a restarted container keeps its hostname and often its pid, and
+  RQ refuses to start a worker whose name a dead one still holds), and the heartbeat grace RQ hard-codes to 60 s is configurable
   (``PCQ_RQ_HEARTBEAT_GRACE``) so a dead worker's job is noticed in seconds.
 
 How long RQ takes to notice a dead worker (a SIGKILL, or a container gone):
@@ -31,6 +32,7 @@ duplicate, which the run's handled set counts.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from typing import Any
 
@@ -40,6 +42,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, Worker
 
+from pcq.core.errors import UsageProblem
+from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.rq_jobs.jobs import AllowlistJob
 
 __all__ = ["RQ_HEARTBEAT_GRACE", "PcqSimpleWorker", "PcqWorker", "check"]
@@ -64,12 +68,15 @@ class _PcqWorkerMixin:
         kwargs["job_class"] = AllowlistJob
         kwargs["serializer"] = JSONSerializer
         if not kwargs.get("name"):
-            kwargs["name"] = f"{socket.gethostname()}.{os.getpid()}"
+            kwargs["name"] = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(2)}"
         return kwargs
 
-    def get_heartbeat_ttl(self, job: Job) -> int:
-        """RQ's TTL with its hard-coded 60 s slack replaced by ``PCQ_RQ_HEARTBEAT_GRACE``."""
-        ttl: int = super().get_heartbeat_ttl(job)  # type: ignore[misc]
+    def get_heartbeat_ttl(self, job: Job, *args: Any, **kwargs: Any) -> int:
+        """RQ's TTL with its hard-coded 60 s slack replaced by ``PCQ_RQ_HEARTBEAT_GRACE``.
+
+        RQ 3 also passes how long the job has run (``working_time``): passed on as given.
+        """
+        ttl: int = super().get_heartbeat_ttl(job, *args, **kwargs)  # type: ignore[misc]
         return max(1, ttl - RQ_HEARTBEAT_GRACE + _heartbeat_grace())
 
 
@@ -93,12 +100,13 @@ def check(url: str | None = None, host: str | None = None) -> int:
     A worker's registration expires ``--worker-ttl`` + 60 s after its last
     heartbeat, so a hung or dead worker turns the container unhealthy.
     """
-    url = url or os.environ.get("RQ_REDIS_URL") or os.environ.get("REDIS_URL") or ""
     prefix = f"{host or socket.gethostname()}."
     try:
-        with Redis.from_url(url or "redis://localhost:6379/0", socket_timeout=5) as conn:
+        # The settings read REDIS_URL and, in containers, the password file and CA.
+        url = url or os.environ.get("RQ_REDIS_URL") or RedisSettings.from_env().secret_url()
+        with Redis.from_url(url, socket_timeout=5) as conn:
             names = [w.name for w in Worker.all(connection=conn)]
-    except (RedisError, ValueError) as exc:  # unreachable, bad URL: "unhealthy", one line
+    except (RedisError, ValueError, UsageProblem) as exc:  # unreachable, bad URL: one line
         print(f"unhealthy: {type(exc).__name__}: {exc}")
         return 1
     mine = [name for name in names if name.startswith(prefix)]

@@ -1,17 +1,29 @@
--- Acknowledge handled items and/or claim the next batch, in one call.
+#!lua flags=allow-oom
+-- Acknowledge handled items and/or claim the next items, in one call.
+-- allow-oom: acknowledging is what frees memory, and a claim moves payloads
+-- (queue -> processing list) without growing them: both must work on a full Redis.
+-- (Prepended with lib/envelope.lua: size, lines, envelope.)
 -- KEYS[1] queue, KEYS[2] this consumer's processing list, KEYS[3] consumers set,
--- KEYS[4] deliveries hash, KEYS[5] errors hash, KEYS[6] (unused), KEYS[7] call-id key
+-- KEYS[4] deliveries hash, KEYS[5] errors hash, KEYS[6] the queue's extra-items counter,
+-- KEYS[7] call-id key
 -- ARGV[1] key prefix, ARGV[2] consumer id, ARGV[3] call-id prefix, ARGV[4] call number,
--- ARGV[5] items to claim, ARGV[6] 'all' (the acks cover everything this consumer
--- holds) or 'some' (payloads to remove follow the ids), ARGV[7] number of runs, then
--- per run: run id and its item ids joined by ','; then (mode 'some') the payloads to remove.
+-- ARGV[5] items to claim (0: acknowledge only), ARGV[6] 'all' (everything this consumer
+-- holds is settled), 'some' (the envelopes settled follow the ids) or 'none',
+-- ARGV[7] how many envelopes BLMOVE has just put at the tail of the processing list
+-- (counted as claimed; one that holds more than ARGV[5] items is split), usually 0,
+-- ARGV[8] number of runs, then per run: run id and its item ids joined by ','; then
+-- (mode 'some') the envelopes to drop from the processing list.
 -- (One joined argument instead of one per id: packing arguments costs the client
 -- more than splitting them costs Lua.)
--- Returns {HLEN deliveries, busy, {payload...}}: failures pending anywhere, 1 if the
--- queue may hold more, and what the consumer holds after the call. For a batch, busy
--- is whether the claim got all it asked for: a guess that saves an LLEN per call (when
--- wrong, the next claim finds nothing and the client blocks in BLMOVE). One by one
--- the guess would be wrong whenever the queue runs dry, so LLEN tells.
+-- Returns {HLEN deliveries, busy, {envelope...}, whole}: failures pending anywhere,
+-- 1 if the queue may hold more, the envelopes claimed, and whole = 1 when this call
+-- had been applied before (a retry after a lost reply): the envelopes are then
+-- everything the consumer holds. Claims take whole envelopes while they fit in
+-- ARGV[5] items and split the one that does not (its rest goes back to the head), so
+-- a consumer never holds more than it asked for. For a batch, busy is whether the
+-- claim got all it asked for: a guess that saves an LLEN per call (when wrong, the
+-- next claim finds nothing and the client blocks in BLMOVE). One by one the guess
+-- would be wrong whenever the queue runs dry, so LLEN tells.
 -- Every redis.call costs about a microsecond of Redis CPU on top of its work (the
 -- reply round-trips through RESP), so this script makes as few as it can.
 
@@ -26,7 +38,7 @@ local last = redis.call('SET', KEYS[7], ARGV[3] .. ':' .. ARGV[4], 'GET')
 if last then
   local who, n = string.match(last, '^(.*):(%d+)$')
   if who == ARGV[3] and tonumber(n) >= tonumber(ARGV[4]) then
-    return {failures, 1, redis.call('LRANGE', KEYS[2], 0, -1)}
+    return {failures, 1, redis.call('LRANGE', KEYS[2], 0, -1), 1}
   end
   -- Our previous call is not here: Redis restarted from an AOF that ended before
   -- writes it had already confirmed (appendfsync everysec). The processing list is
@@ -41,8 +53,8 @@ else
 end
 
 local prefix, consumer = ARGV[1], ARGV[2]
-local i, acked = 8, 0
-for _ = 1, tonumber(ARGV[7]) do
+local i = 9
+for _ = 1, tonumber(ARGV[8]) do
   local run, ids, k = ARGV[i], {ARGV[i + 1]}, 1
   if string.find(ARGV[i + 1], ',', 1, true) then  -- more than one id (one: no split)
     k = 0
@@ -61,64 +73,130 @@ for _ = 1, tonumber(ARGV[7]) do
     redis.call('HDEL', KEYS[4], unpack(ids))
     redis.call('HDEL', KEYS[5], unpack(ids))
   end
-  acked = acked + k
   i = i + 2
 end
 if rolled_back then
   -- Hand back whatever the processing list holds that is not acknowledged,
   -- counted as redeliveries, rather than drop it with the list ('all' below).
-  local raws = redis.call('LRANGE', KEYS[2], 0, -1)
+  local elements, extra = redis.call('LRANGE', KEYS[2], 0, -1), 0
   local back = 0
-  for j = #raws, 1, -1 do
-    local ok, p = pcall(cjson.decode, raws[j])
-    local id = ok and type(p) == 'table' and type(p.id) == 'string' and p.id or nil
-    local run = id and (string.match(id, '^(.*):%d+$') or '') or ''
-    if not id or redis.call('SISMEMBER', prefix .. ':run:' .. run .. ':acked', id) == 0 then
-      redis.call('LPUSH', KEYS[1], raws[j])
-      back = back + 1
-      if id then
-        redis.call('HINCRBY', prefix .. ':run:' .. run, 'redelivered', 1)
+  for e = #elements, 1, -1 do
+    local kept = {}
+    for _, raw in ipairs(lines(elements[e])) do
+      local ok, p = pcall(cjson.decode, raw)
+      local id = ok and type(p) == 'table' and type(p.id) == 'string' and p.id or nil
+      local run = id and (string.match(id, '^(.*):%d+$') or '') or ''
+      if not id or redis.call('SISMEMBER', prefix .. ':run:' .. run .. ':acked', id) == 0 then
+        kept[#kept + 1] = raw
+        if id then
+          redis.call('HINCRBY', prefix .. ':run:' .. run, 'redelivered', 1)
+        end
       end
+    end
+    if #kept > 0 then
+      redis.call('LPUSH', KEYS[1], envelope(kept, 1, #kept))
+      extra, back = extra + #kept - 1, back + #kept
     end
   end
   redis.call('DEL', KEYS[2])
   redis.call('HINCRBY', prefix .. ':stats', 'redelivered', back)
+  if extra > 0 then
+    redis.call('INCRBY', KEYS[6], extra)
+  end
 end
-if acked > 0 then
-  if ARGV[6] == 'all' then
-    -- Everything this consumer holds was acknowledged: drop the list whole.
-    -- (A processing list only ever holds what its consumer claimed and was told
-    -- about; if a reaper took it meanwhile, there is nothing to drop.)
-    redis.call('DEL', KEYS[2])
-  else
-    for j = i, #ARGV do
-      redis.call('LREM', KEYS[2], 1, ARGV[j])
-    end
+if ARGV[6] == 'all' then
+  -- Everything this consumer holds is settled: drop the list whole. (A
+  -- processing list only ever holds what its consumer claimed and was told
+  -- about; if a reaper took it meanwhile, there is nothing to drop.)
+  redis.call('DEL', KEYS[2])
+elseif ARGV[6] == 'some' then
+  for j = i, #ARGV do
+    redis.call('LREM', KEYS[2], 1, ARGV[j])
   end
 end
 
 local want = tonumber(ARGV[5])
-local emptied = acked > 0 and ARGV[6] == 'all'  -- the processing list was just dropped
-local busy = 1
-if want == 1 then
+local got, n, extra, busy = {}, 0, 0, 1
+
+-- Keep the first `keep` payloads of `element` (returned), the rest back at the head.
+local function split(element, keep)
+  local payloads = lines(element)
+  if #payloads <= keep then return element end  -- a header that overstated its count
+  redis.call('LPUSH', KEYS[1], envelope(payloads, keep + 1, #payloads))
+  extra = extra - (#payloads - keep - 1)
+  return envelope(payloads, 1, keep)
+end
+
+local adopt = tonumber(ARGV[7])
+if adopt > 0 then
+  got = redis.call('LRANGE', KEYS[2], -adopt, -1)
+  for e = 1, #got do
+    local m = size(got[e])
+    extra = extra + m - 1
+    if m > want and #got == 1 then
+      got[1] = split(got[1], want)
+      redis.call('LSET', KEYS[2], -1, got[1])
+      m = want
+    end
+    n = n + m
+  end
+elseif want == 1 then
+  -- One by one: LMOVE straight into the processing list, its reply tells the rest.
   local one = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
   if not one then
-    busy = 0
-  elseif emptied or redis.call('LLEN', KEYS[2]) == 1 then
-    return {failures, redis.call('LLEN', KEYS[1]), {one}}
+    return {failures, 0, {}, 0}
   end
-elseif want > 1 then
-  local popped = redis.call('LMPOP', 1, KEYS[1], 'LEFT', 'COUNT', want)
-  if not popped then
+  local m = size(one)
+  if m > 1 then
+    extra = m - 1
+    one = split(one, 1)
+    redis.call('LSET', KEYS[2], -1, one)
+    redis.call('DECRBY', KEYS[6], extra)
+  end
+  return {failures, redis.call('LLEN', KEYS[1]), {one}, 0}
+end
+local adopted = #got
+
+-- Take whole envelopes while they fit: the head's size guesses how many to pop
+-- at once; an envelope that does not fit is split (its rest stays at the head).
+while n < want do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then
     busy = 0
-  else
-    local got = popped[2]
-    if #got < want then
-      busy = 0
+    break
+  end
+  local per = size(head)
+  if n + per > want then
+    redis.call('LPOP', KEYS[1])
+    extra = extra + per - 1
+    got[#got + 1] = split(head, want - n)
+    break
+  end
+  local k = math.floor((want - n) / per)
+  local envs = redis.call('LMPOP', 1, KEYS[1], 'LEFT', 'COUNT', k)[2]
+  local returned = false
+  for e = 1, #envs do
+    local m = size(envs[e])
+    if n + m > want then  -- sizes differ: this one and those after it go back
+      for back = #envs, e, -1 do
+        redis.call('LPUSH', KEYS[1], envs[back])
+      end
+      returned = true
+      break
     end
-    if redis.call('RPUSH', KEYS[2], unpack(got)) == #got then
-      return {failures, busy, got}
-    end
+    got[#got + 1] = envs[e]
+    n = n + m
+    extra = extra + m - 1
+  end
+  if #envs < k and not returned then
+    busy = 0
+    break
   end
 end
-return {failures, busy, redis.call('LRANGE', KEYS[2], 0, -1)}
+if #got > adopted then
+  redis.call('RPUSH', KEYS[2], unpack(got, adopted + 1))
+end
+if extra ~= 0 then
+  redis.call('DECRBY', KEYS[6], extra)
+end
+return {failures, busy, got, 0}
