@@ -236,6 +236,8 @@ ODD = [
     variant(v=2), variant(v=True), variant(v=1.0), variant(extra=1), variant(body=...),
     variant(body=5), variant(run="bad run!"), variant(id="someone-else:1"), variant(id=f"{RUN}:-1"),
     variant(id=f"{RUN}:1\n"), variant(id=f"{RUN}x:1"), variant(id=f"{RUN}:"),
+    variant(id=f"{RUN}:1,{RUN}:2"), variant(id=f"{RUN}:1234567890123456789"),
+    variant(id=f"{RUN}:\u0661"), variant(run=RUN + "x"),
     variant(produced_at="yesterday"), variant(produced_at=True), variant(produced_at=3),
     variant(produced_at=10**20), variant(deliveries=-1), variant(deliveries=1.5),
     variant(deliveries=2**64), variant(body="\ud800"), b"\xef\xbb\xbf" + variant(),

@@ -33,15 +33,17 @@ times in one orjson call.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import json.scanner
 import math
+import operator
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -163,14 +165,17 @@ def decode(raw: bytes, max_bytes: int, deliveries: int = 1) -> Item:
 
 
 class _V1(msgspec.Struct, forbid_unknown_fields=True):
-    """Schema v1 as msgspec checks it: the six keys, their JSON types (strictly)."""
+    """Schema v1 as msgspec checks it, in C: the six keys, their JSON types (strictly),
+    the version and a delivery count >= 0. (Not the id: a ``pattern`` costs more
+    per item than :func:`decode_batch`'s own test of it.)
+    """
 
-    v: int
+    v: Literal[1]
     id: str
     run: str
     body: str
     produced_at: float
-    deliveries: int
+    deliveries: Annotated[int, msgspec.Meta(ge=0)]
 
 
 _decode_v1s = msgspec.json.Decoder(list[_V1]).decode
@@ -186,24 +191,35 @@ def decode_batch(raws: Sequence[bytes], max_bytes: int, deliveries: int = 1) -> 
     seen yet -- sends the caller to :func:`decode`, one payload at a time,
     which has the last word and the exact reasons.
     """
-    if any(len(raw) > max_bytes for raw in raws):
+    if not raws or max(map(len, raws)) > max_bytes:
         return None
     try:
         decoded = _decode_v1s(b"[" + b",".join(raws) + b"]")
-    except msgspec.DecodeError:
+    except msgspec.DecodeError:  # not JSON, or not a plain v1 item (ValidationError)
         return None
     if len(decoded) != len(raws):  # a payload that was itself several JSON values
         return None
-    items = []
-    for p in decoded:
-        item_id, run = p.id, p.run
-        number = item_id[len(run) + 1 :]
-        if not (p.v == 1 and run in _GOOD_RUNS and p.deliveries >= 0
-                and item_id.startswith(run) and item_id[len(run) : len(run) + 1] == ":"
-                and 0 < len(number) <= 18 and number.isdigit() and number.isascii()):  # fmt: skip
-            return None
-        items.append(Item(item_id, p.body, p.produced_at, p.deliveries + deliveries))
-    return items
+    run = decoded[0].run
+    if run not in _GOOD_RUNS:
+        return None
+    # Every id "<run>:<1-18 ASCII digits>" and every run field the same: tested
+    # per batch in C (a regex over the ids joined, a set of the runs), which
+    # costs a third of a Python test per item.
+    ids = ",".join(map(_ID, decoded))
+    if (set(map(_RUN, decoded)) != {run} or ids.count(",") != len(decoded) - 1
+            or not _ids_of(run).fullmatch(ids)):  # fmt: skip
+        return None
+    return [Item(p.id, p.body, p.produced_at, p.deliveries + deliveries) for p in decoded]
+
+
+_ID, _RUN = operator.attrgetter("id"), operator.attrgetter("run")
+
+
+@functools.lru_cache(maxsize=64)
+def _ids_of(run: str) -> re.Pattern[str]:
+    """Ids of ``run`` joined by ',' (``run`` is a known run: no regex metacharacter)."""
+    one = f"{run}:[0-9]{{1,18}}"
+    return re.compile(f"(?:{one},)*{one}")
 
 
 def _plain(obj: Any, deliveries: int) -> Item | None:

@@ -169,7 +169,7 @@ class ListConsumer:
         trip; after it (a pause), a beat decides.
         """
         lease = self.lease
-        if lease.sure():
+        if time.monotonic() < lease.until:  # lease.sure(), inlined: this runs per item
             return True
         if not lease.lost:
             self._retry(self.beat)
@@ -189,8 +189,8 @@ class ListConsumer:
         self._acks.settled = []
         self._retry(self.beat, True)  # registered again, so reap.lua sees our id
         self._retry(self.reap, self.consumer)
-        self._retry(self.beat, True)
         self.lease.rejoined()
+        self._retry(self.beat, True)  # the fresh registration's lease
         self.notify(f"consumer {self.consumer} lost its lease (paused past its heartbeat); "
                     f"what it held went to others; rejoined")  # fmt: skip
 
@@ -275,13 +275,14 @@ class ListConsumer:
         envelope, index = self._held.take(item.id, self.consumer)
         envelope.states[index] = ACKED
         envelope.open -= 1
+        acks = self._acks
         if not envelope.open:
             self._held.drop(envelope)
-            self._acks.envelope_settled(envelope)
-        self._acks.add(item.id, now)
+            acks.envelope_settled(envelope)
+        acks.add(item.id, now)
         self.acked += 1
         took, self._last_settled = now - self._last_settled, now
-        if took >= ACK_AT_ONCE_AFTER or now - self._acks.since > ACK_FLUSH_SECONDS:
+        if took >= ACK_AT_ONCE_AFTER or now - acks.since > ACK_FLUSH_SECONDS:
             self.flush()
 
     def nack(self, item: Item, reason: str) -> None:

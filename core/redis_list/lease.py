@@ -46,8 +46,13 @@ class Lease:
         self.lost = False
 
     def renewed(self, started: float, ttl: float) -> None:
-        """A ``stay`` or ``join`` beat begun at monotonic ``started`` was written."""
-        self.until = started + ttl
+        """A ``stay`` or ``join`` beat begun at monotonic ``started`` was written.
+
+        Ignored once lost, until :meth:`rejoined`: so ``until`` alone says
+        whether the lease is sure (the consumer's hot path reads only it).
+        """
+        if not self.lost:
+            self.until = started + ttl
 
     def forfeit(self) -> None:
         """A ``stay`` beat found this consumer no longer registered: reaped."""
@@ -56,7 +61,7 @@ class Lease:
 
     def sure(self) -> bool:
         """True while no reaper can have taken anything (no round trip)."""
-        return not self.lost and time.monotonic() < self.until
+        return time.monotonic() < self.until  # 0.0 once lost
 
     def rejoined(self) -> None:
         """A fresh registration: the loss is dealt with."""
