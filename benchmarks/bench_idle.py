@@ -37,6 +37,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -147,11 +148,13 @@ class Project:
     def __init__(self, consumers: int) -> None:
         tag = secrets.token_hex(4)
         self.name, self.image, self.consumers = f"pcq-idle-{tag}", f"pcq:idle-{tag}", consumers
+        # Fresh passwords as files (scripts/secrets), never in the environment.
+        self._secrets = tempfile.TemporaryDirectory(prefix="pcq-idle-secrets-")
+        subprocess.run([str(REPO / "scripts" / "secrets"), "init", self._secrets.name],
+                       capture_output=True, timeout=120, check=True)
         self.env = dict(os.environ, PCQ_IMAGE=self.image, PCQ_REDIS_IMAGE=f"pcq-redis:idle-{tag}",
-                        REDIS_PASSWORD=secrets.token_hex(16), COMPOSE_BAKE="false",
-                        PCQ_PRODUCER_PASSWORD=secrets.token_hex(16),
-                        PCQ_CONSUMER_PASSWORD=secrets.token_hex(16),
-                        PCQ_RQ_PASSWORD=secrets.token_hex(16), PCQ_QUEUE="idle")
+                        PCQ_SECRETS_DIR=self._secrets.name, COMPOSE_BAKE="false",
+                        PCQ_QUEUE="idle")
 
     def compose(self, *args: str, timeout: float = 600) -> str:
         cmd = ["docker", "compose", "-p", self.name, "-f", str(REPO / "docker-compose.yml"), *args]
@@ -170,6 +173,7 @@ class Project:
                        capture_output=True, timeout=300, check=False)
         for image in (self.image, self.env["PCQ_REDIS_IMAGE"]):
             subprocess.run(["docker", "rmi", "-f", image], capture_output=True, timeout=120, check=False)
+        self._secrets.cleanup()
 
 
 def sample(seconds: float, containers: list[str] | None) -> dict[str, Any]:
