@@ -115,6 +115,15 @@ def _selection(names: list[str] | None, run: str | None, reason: str | None,
     return Selection(tuple(names or ()), run, reason, age, everything)
 
 
+def _required(names: list[str] | None, run: str | None, reason: str | None,
+              older_than: str | None, everything: bool) -> Selection:  # fmt: skip
+    """A selection that names something: requeue and purge never act on nothing said."""
+    chosen = _selection(names, run, reason, older_than, everything)
+    if chosen.empty:
+        raise UsageProblem("say which dead letters: ID..., --run/--reason/--older-than, or --all")
+    return chosen
+
+
 @contextmanager
 def _session(
     queue: str | None, redis_url: str | None
@@ -270,9 +279,7 @@ def requeue(
     The run's tally counts a requeued item as in flight until a consumer acknowledges
     it, then as consumed, once. Exit 1 if any selected record could not be requeued.
     """
-    chosen = _selection(names, run, reason, older_than, everything)
-    if chosen.empty:
-        raise UsageProblem("say which dead letters: ID..., --run/--reason/--older-than, or --all")
+    chosen = _required(names, run, reason, older_than, everything)
     from pcq.core.redis_list.dead_letters import requeue as requeue_one
     from pcq.core.redis_list.dead_letters import select
 
@@ -304,9 +311,7 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete dead letters for good (asks first unless --yes). Runs' tallies keep counting them."""
-    chosen = _selection(names, run, reason, older_than, everything)
-    if chosen.empty:
-        raise UsageProblem("say which dead letters: ID..., --run/--reason/--older-than, or --all")
+    chosen = _required(names, run, reason, older_than, everything)
     from pcq.core.redis_list.dead_letters import purge as purge_all
     from pcq.core.redis_list.dead_letters import select
 
