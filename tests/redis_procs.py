@@ -18,7 +18,7 @@ import redis
 
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.envelope import size
+from pcq.core.redis_list.envelope import size, unpack
 
 HOST = socket.gethostname()
 
@@ -133,6 +133,17 @@ def acked_by(client: redis.Redis, settings: RedisSettings, run: str, consumer: s
 def held_items(client: redis.Redis, key: str) -> int:
     """Items in a processing list (each element an envelope of one or more items)."""
     return sum(size(element) for element in client.lrange(key, 0, -1))
+
+
+def unacked_held(client: redis.Redis, keys: Keys, consumer: str) -> int:
+    """Items in ``consumer``'s processing list not in their run's acked set: what a
+    reaper hands back (it skips the acknowledged ones still inside an envelope)."""
+    count = 0
+    for element in client.lrange(keys.processing(consumer), 0, -1):
+        for raw in unpack(element):
+            item_id = json.loads(raw)["id"]
+            count += not client.sismember(keys.acked(item_id.rpartition(":")[0]), item_id)
+    return count
 
 
 def queued_items(client: redis.Redis, settings: RedisSettings) -> int:

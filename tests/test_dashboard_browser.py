@@ -100,16 +100,17 @@ def healthy(port: int) -> bool:
 
 
 def tiles(driver: Any, state: str) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    found = driver.find_elements(By.CSS_SELECTOR, f"#consumers li[data-state={state}]")
-    return [el.get_attribute("data-consumer") for el in found]
+    # Read in the page, in one script: the tiles are re-rendered every tick, and an
+    # element found in one call can be gone by the next (StaleElementReferenceException).
+    found: list[str] = driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), e => e.dataset.consumer)",
+        f"#consumers li[data-state={state}]")
+    return found
 
 
 def test_live_run_killed_consumer_accessible_and_phone_sized(
     redis_server: RedisServer, browser: Any, tmp_path: Path
 ) -> None:
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     settings = redis_server.settings(heartbeat_ttl=TTL)
@@ -129,7 +130,8 @@ def test_live_run_killed_consumer_accessible_and_phone_sized(
         procs.append(producer)
 
         def length(d: Any) -> str:
-            return str(d.find_element(By.ID, "s-length").text)
+            return str(d.execute_script(
+                "return document.getElementById('s-length').textContent.trim()"))
 
         first = WebDriverWait(browser, 30).until(lambda d: length(d) not in ("–", "0") and length(d))
         WebDriverWait(browser, 30).until(lambda d: length(d) not in ("–", first))  # it moves
