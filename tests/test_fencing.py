@@ -132,7 +132,10 @@ def test_sigstop_past_the_ttl_mid_batch_handled_twice_at_most_once(
         def handled_by_victim() -> int:
             return sum(1 for row in team.ledger._rows(HANDLED) if row[1].endswith(f":{victim.pid}"))
 
-        wait_until(lambda: handled_by_victim() >= 15, 60, "the victim to be under way")
+        # Early in one of its batches (1 or 2 of 10 handled), so that most of the batch
+        # is still unhandled: that is what a paused consumer must not handle once back.
+        wait_until(lambda: handled_by_victim() >= 15 and handled_by_victim() % 10 in (1, 2), 60,
+                   "the victim early in a batch")
         victim.send_signal(signal.SIGSTOP)
         paused = time.monotonic()
         try:
