@@ -115,6 +115,10 @@ class Audit:
         finally:
             out.close()
 
+    def rows(self, kind: str) -> list[list[str]]:
+        """Every record of ``kind`` so far, as its fields."""
+        return self._rows(kind)
+
     def _rows(self, kind: str) -> list[list[str]]:
         path = self.dir / kind
         if not path.exists():

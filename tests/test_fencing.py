@@ -130,7 +130,7 @@ def test_sigstop_past_the_ttl_mid_batch_handled_twice_at_most_once(
     producer = team.producer(900, PCQ_BATCH="50")
     with redis_server.client() as client:
         def handled_by_victim() -> int:
-            return sum(1 for row in team.ledger._rows(HANDLED) if row[1].endswith(f":{victim.pid}"))
+            return sum(1 for row in team.ledger.rows(HANDLED) if row[1].endswith(f":{victim.pid}"))
 
         # Early in one of its batches (1 or 2 of 10 handled), so that most of the batch
         # is still unhandled: that is what a paused consumer must not handle once back.
@@ -142,7 +142,7 @@ def test_sigstop_past_the_ttl_mid_batch_handled_twice_at_most_once(
             wait_until(lambda: int(client.hget(team.keys.stats, "reaped") or 0) >= 1, 30,
                        "the others to reap the paused consumer")
             # ... and to handle what it held (back at the head of the queue).
-            wait_until(lambda: sum(1 for row in team.ledger._rows(HANDLED) if row[2] != "1") >= 5,
+            wait_until(lambda: sum(1 for row in team.ledger.rows(HANDLED) if row[2] != "1") >= 5,
                        30, "the victim's items handled elsewhere")
         finally:
             victim.send_signal(signal.SIGCONT)

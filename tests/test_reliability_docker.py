@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit import Audit
+from audit import HANDLED, Audit
 from chaos import chaos_rng
 from fixtures_docker import ComposeProject, open_project
+from redis_procs import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -167,21 +168,17 @@ def test_docker_pause_a_consumer_past_its_heartbeat(slow_project: ComposeProject
     ledger = Audit(Path(project.env["PCQ_TEST_LEDGER"]))
 
     def rows() -> list[list[str]]:
-        return ledger._rows("handled")
+        return ledger.rows(HANDLED)
 
-    def wait(what: str, done: Any, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.1)
-
-    wait("the victim under way", lambda: sum(r[1].startswith(victim.id[:12]) for r in rows()) >= 3)
+    wait_until(lambda: sum(r[1].startswith(victim.id[:12]) for r in rows()) >= 3, 60,
+               "the victim under way")
     victim.pause()
     paused = time.monotonic()
     try:
-        wait("the paused consumer reaped",
-             lambda: int((redis_cli(project, "HGET", f"{PREFIX}:stats", "reaped") or ["0"])[0] or 0) >= 1)
-        wait("its items handled elsewhere", lambda: any(r[2] != "1" for r in rows()))
+        wait_until(
+            lambda: int((redis_cli(project, "HGET", f"{PREFIX}:stats", "reaped") or ["0"])[0] or 0) >= 1,
+            60, "the paused consumer reaped")
+        wait_until(lambda: any(r[2] != "1" for r in rows()), 60, "its items handled elsewhere")
     finally:
         victim.unpause()
     pause = time.monotonic() - paused
