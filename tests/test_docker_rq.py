@@ -80,8 +80,11 @@ def rq_project(docker_client: Any, docker_image: str) -> Iterator[RqProject]:
     env = project_env(
         PCQ_QUEUE="pcqrq",
         PCQ_BATCH="1",
-        # Each job spends up to 0.4 s in the handler: a kill lands mid-job.
-        PCQ_MAX_DELAY="0.4",
+        # Each job spends 0.3 to 0.5 s in the handler, so a kill sent once its
+        # "got" line shows lands mid-job (with no floor, a job drawn short could
+        # finish before the kill, and nothing would be redelivered).
+        PCQ_MIN_DELAY="0.3",
+        PCQ_MAX_DELAY="0.5",
         PCQ_MAX_DELIVERIES="3",
         PCQ_RQ_DASHBOARD_PORT=str(free_port()),
     )
