@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import redis
 from fixtures_redis import quiet
 from redis_procs import queued_items
@@ -49,6 +50,24 @@ def test_produce_consume_exactly_once(client: redis.Redis, redis_settings: Redis
     keys = Keys(settings.queue)
     assert client.llen(keys.processing("c1")) == 0
     assert not client.sismember(keys.consumers, "c1")  # deregistered on close
+
+
+def test_a_draining_consumer_waits_for_a_run_opened_but_not_yet_beating(
+    client: redis.Redis, redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run's liveness key comes with its registration, not with the first
+    # beat after it: a drain check between the two took the run for abandoned,
+    # and the consumer stopped before the first push (seen in CI).
+    monkeypatch.setattr(ListProducer, "_beat", lambda self: True)  # no beat at all
+    producer = ListProducer(client, redis_settings)
+    run = producer.open_run()
+    consumer = ListConsumer(client, redis_settings, consumer="c", drain=True)
+    try:
+        assert consumer.drained() is False
+        assert client.sismember(Keys(redis_settings.queue).open, run)
+    finally:
+        consumer.close()
+        producer.close()
 
 
 def test_fifo_order_and_payload_round_trip(client: redis.Redis, redis_settings: RedisSettings) -> None:

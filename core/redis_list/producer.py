@@ -87,16 +87,19 @@ class ListProducer:
         run, k, client = self.run, self.keys, self.link.client
 
         def register() -> None:
+            # The liveness key is set in the same MULTI as the open set: a run
+            # seen open without it is taken for abandoned by `consume --drain`
+            # (drained.lua), which would then stop before the first push.
             with client.pipeline(transaction=True) as pipe:
                 pipe.hsetnx(k.run(run), "started_at", repr(time.time()))
                 pipe.hset(k.run(run), mapping={"host": socket.gethostname(), "pid": os.getpid()})
                 pipe.hsetnx(k.run(run), "produced", 0)
+                pipe.set(k.run_alive(run), os.getpid(), px=self._alive_ms())
                 pipe.sadd(k.open, run)
                 pipe.zadd(k.runs, {run: time.time()}, nx=True)
                 pipe.execute()
 
         self._while_full(lambda: self.link.retry.call(register))
-        self.link.retry.call(self._beat)
         self._opened = True
         if self._alive is None:
             self._alive = Heartbeat(self.settings.heartbeat_every, self._beat)
@@ -107,8 +110,11 @@ class ListProducer:
         # While this key lives the run counts as open for `consume --drain`; a
         # producer killed without closing its stream lets it expire.
         # beat.lua (allow-oom): a producer waiting on a full Redis is still alive.
-        ttl = int(self.settings.heartbeat_ttl * 1000) * PRODUCER_TTL_FACTOR
-        return bool(self.link.scripts.beat([self.keys.run_alive(self.run)], [os.getpid(), ttl]))
+        return bool(self.link.scripts.beat([self.keys.run_alive(self.run)],
+                                           [os.getpid(), self._alive_ms()]))
+
+    def _alive_ms(self) -> int:
+        return int(self.settings.heartbeat_ttl * 1000) * PRODUCER_TTL_FACTOR
 
     def put(self, items: Sequence[Item]) -> None:
         """Push ``items`` as one batch; wait while the queue is at its high-water mark.
