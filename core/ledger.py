@@ -28,9 +28,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from pcq.core.pattern import Handler
 from pcq.core.transport import Item, Producer
+
+B = TypeVar("B", bound=Sequence[Item])
 
 __all__ = ["HANDLED", "PRODUCED", "LedgerFile", "LedgerProducer", "ledger_dir", "ledger_handler"]
 
@@ -94,14 +97,18 @@ def ledger_handler(handle: Handler, out: LedgerFile, consumer: str) -> Handler:
     return audited
 
 
-class LedgerProducer:
-    """A producer that records in the ledger the ids its inner producer accepted."""
+class LedgerProducer(Generic[B]):
+    """A producer that records in the ledger the ids its inner producer accepted.
 
-    def __init__(self, inner: Producer[Sequence[Item]], out: LedgerFile) -> None:
+    Of whatever batch type the inner producer takes, as long as it reads as a
+    sequence of items.
+    """
+
+    def __init__(self, inner: Producer[B], out: LedgerFile) -> None:
         self.inner = inner
         self.out = out
 
-    def put(self, items: Sequence[Item]) -> None:
+    def put(self, items: B) -> None:
         """Put, then record: only ids the transport accepted are in the ledger."""
         self.inner.put(items)
         self.out.add_many((item.id,) for item in items)

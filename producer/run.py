@@ -5,30 +5,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from pcq.core.console import Console
 from pcq.core.errors import RedisFull
 from pcq.core.ledger import PRODUCED, LedgerFile, LedgerProducer
-from pcq.core.pattern import produce
+from pcq.core.pattern import produce_batches
 from pcq.core.redis_common.connection import Retrier, connect, stderr_log
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.payload import refused_as_usage
 from pcq.core.redis_common.settings import RedisSettings
-from pcq.core.redis_list.producer import ListProducer
+from pcq.core.redis_list.producer import BodyRun, ListProducer, ListRunProducer
 from pcq.core.redis_list.tally import read_tally, retire_run, wait_for_tally
-from pcq.core.transport import Item
 
 __all__ = ["run_producer"]
 
 Log = Callable[[str], None]
 
 
-def _items(run: str, texts: Iterable[str]) -> Iterator[Item]:
-    # produced_at is taken when the item is made, right before its batch is pushed.
-    for n, body in enumerate(texts):
-        yield Item(f"{run}:{n}", body, time.time())
+def _batches(run: str, texts: Iterable[str], size: int) -> Iterator[BodyRun]:
+    # produced_at is taken when a batch is made, right before it is pushed.
+    bodies = iter(texts)
+    first = 0
+    while chunk := list(islice(bodies, size)):
+        yield BodyRun(run, first, chunk, time.time())
+        first += len(chunk)
 
 
 def run_producer(
@@ -64,10 +67,12 @@ def run_producer(
     try:
         run = producer.open_run()
         started = time.monotonic()
-        sink = producer if produced_file is None else LedgerProducer(producer, produced_file)
+        fast = ListRunProducer(producer)  # bodies in, no Item per item
+        sink = fast if produced_file is None else LedgerProducer(fast, produced_file)
+        batches = _batches(run, texts, max(1, settings.batch))
         with refused_as_usage(before=producer.end_stream):
             try:
-                produce(sink, _items(run, texts), console, batch=settings.batch, stop=halt.is_set)
+                produce_batches(sink, batches, console, stop=halt.is_set)
             except RedisFull:
                 # Gave up on a full Redis: close what was pushed (close.lua runs on a
                 # full Redis), so `consume --drain` finishes it; then one line, exit 1.

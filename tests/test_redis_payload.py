@@ -18,6 +18,7 @@ from pcq.core.redis_common.payload import (
     decode,
     decode_batch,
     encode,
+    encode_bodies,
     encode_many,
 )
 from pcq.core.redis_common.settings import RedisSettings, redact_url
@@ -185,6 +186,37 @@ def test_batch_encoding_matches_single_and_json(numbers: list[int], body: str, p
         assert json.loads(raw) == {"v": 1, "id": item.id, "run": RUN, "body": body,
                                    "produced_at": produced_at, "deliveries": 0}  # fmt: skip
         assert decode(raw, CAP) == _decode_json(raw, 1) == Item(item.id, body, produced_at, 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    first=st.integers(min_value=0, max_value=10**18 - 21),
+    bodies=st.lists(st.text(max_size=30), max_size=20),
+    produced_at=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_encoding_bodies_gives_the_payloads_of_the_same_items(
+    first: int, bodies: list[str], produced_at: float
+) -> None:
+    items = [Item(f"{RUN}:{first + k}", body, produced_at) for k, body in enumerate(bodies)]
+    try:
+        expected = encode_many(items, RUN, CAP)
+    except (BadPayload, UnicodeEncodeError) as exc:  # lone surrogates: refused the same way
+        with pytest.raises(type(exc)):
+            encode_bodies(RUN, first, bodies, produced_at, CAP)
+        return
+    assert encode_bodies(RUN, first, bodies, produced_at, CAP) == expected
+
+
+def test_encoding_bodies_refuses_like_items() -> None:
+    assert encode_bodies(RUN, 0, [], 1.0, CAP) == []
+    with pytest.raises(BadPayload, match="finite"):
+        encode_bodies(RUN, 0, ["x"], math.inf, CAP)
+    with pytest.raises(BadPayload, match="is not '<run>:<n>'"):
+        encode_bodies(RUN, 10**18, ["x"], 1.0, CAP)  # 19 digits
+    with pytest.raises(BadPayload, match="is not '<run>:<n>'"):
+        encode_bodies("bad run", 0, ["x"], 1.0, CAP)
+    with pytest.raises(BadPayload, match=f"item {RUN}:8: .* exceeds the 200-byte cap"):
+        encode_bodies(RUN, 7, ["x", "y" * 200, "z"], 1.0, 200)
 
 
 def test_batch_encoding_refuses_like_single() -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from fixtures_redis import quiet
 from redis_procs import queued_items
 
-from pcq.core.pattern import consume, produce
+from pcq.core.ledger import PRODUCED, LedgerFile, LedgerProducer
+from pcq.core.pattern import consume, produce, produce_batches
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import ListConsumer
-from pcq.core.redis_list.producer import ListProducer
+from pcq.core.redis_list.producer import BodyRun, ListProducer, ListRunProducer
 from pcq.core.redis_list.status import queue_status
 from pcq.core.redis_list.tally import read_tally, retire_run
 from pcq.core.transport import Consumer, Item, Producer
@@ -68,6 +70,34 @@ def test_a_draining_consumer_waits_for_a_run_opened_but_not_yet_beating(
     finally:
         consumer.close()
         producer.close()
+
+
+def test_bodies_pushed_as_runs_are_the_same_items(
+    client: redis.Redis, redis_settings: RedisSettings, tmp_path: Path
+) -> None:
+    producer = ListProducer(client, redis_settings)
+    run = producer.open_run()
+    out = LedgerFile(tmp_path / PRODUCED)
+    sink = LedgerProducer(ListRunProducer(producer), out)
+    batches = [BodyRun(run, 0, ["a", 'b "quoted"', "c\nd"], 5.0), BodyRun(run, 3, ["e"], 6.0)]
+    assert produce_batches(sink, batches, quiet()) == 4
+    out.close()
+    with pytest.raises(ValueError, match="run"):
+        ListRunProducer(producer).put(BodyRun("otherrun", 0, ["x"], 1.0))
+    got: list[Item] = []
+    consumer = ListConsumer(client, redis_settings, consumer="c", drain=True)
+    try:
+        consume(consumer, got.append, quiet(), poll=0.1)
+    finally:
+        consumer.close()
+        producer.close()
+    bodies = ["a", 'b "quoted"', "c\nd", "e"]
+    assert [(i.id, i.body, i.produced_at) for i in got] == [
+        (f"{run}:{n}", body, 5.0 if n < 3 else 6.0) for n, body in enumerate(bodies)
+    ]
+    assert (tmp_path / PRODUCED).read_text().split() == [f"{run}:{n}" for n in range(4)]
+    tally = read_tally(client, Keys(redis_settings.queue), run)
+    assert (tally["produced"], tally["consumed"], tally["lost"]) == (4, 4, 0)
 
 
 def test_fifo_order_and_payload_round_trip(client: redis.Redis, redis_settings: RedisSettings) -> None:

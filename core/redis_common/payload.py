@@ -52,7 +52,8 @@ from pcq.core.errors import UsageProblem
 from pcq.core.transport import Item
 
 __all__ = [
-    "SCHEMA_VERSION", "BadPayload", "dead_record", "decode", "decode_batch", "encode", "encode_many",
+    "SCHEMA_VERSION", "BadPayload", "dead_record", "decode", "decode_batch", "encode", "encode_bodies",
+    "encode_many",
     "new_run_id",
     "refused_as_usage", "run_of",
 ]  # fmt: skip
@@ -142,6 +143,46 @@ def encode_many(items: Sequence[Item], run: str, max_bytes: int) -> list[bytes]:
             raise BadPayload(f"item {item.id}: {len(raw)} bytes exceeds the {max_bytes}-byte cap")
         out.append(raw)
     return out
+
+
+def encode_bodies(run: str, first: int, bodies: Sequence[str], produced_at: float,
+                  max_bytes: int) -> list[bytes]:
+    """Encode items ``<run>:<first>``, ``<run>:<first + 1>``, ... with these bodies, one stamp.
+
+    The same payloads as :func:`encode_many` gives for those items, at about a
+    third of its cost per item: every body is escaped in one orjson call and
+    the rest of each payload is a per-batch template.
+
+    Raises:
+        BadPayload: a bad run id, stamp or body, or a payload over ``max_bytes``
+            (the same reasons as :func:`encode_many`).
+    """
+    if not bodies:
+        return []
+    # Anything unusual takes the long way, which refuses it with its exact reason.
+    if not _run_ok(run) or not 0 <= first <= 10**18 - len(bodies) or not math.isfinite(produced_at):
+        return encode_many(_items_of(run, first, bodies, produced_at), run, max_bytes)
+    try:
+        escaped = orjson.dumps(list(bodies))
+    except TypeError:  # a body that is not a str, or not valid UTF-8: the long way's reason
+        return encode_many(_items_of(run, first, bodies, produced_at), run, max_bytes)
+    # orjson's '["b1","b2",...]': inside a string every '"' is escaped, so '","'
+    # occurs only between two bodies, and splitting on it is exact.
+    texts = escaped[2:-2].split(b'","')
+    head = f'{{"v":1,"id":"{run}:'.encode()
+    middle = f'","run":"{run}","body":"'.encode()
+    tail = f'","produced_at":{orjson.dumps(float(produced_at)).decode()},"deliveries":0}}'.encode()
+    out = [b"%s%d%s%s%s" % (head, n, middle, text, tail)
+           for n, text in zip(range(first, first + len(texts)), texts)]  # fmt: skip
+    if max(map(len, out)) > max_bytes:
+        big = next(k for k, raw in enumerate(out) if len(raw) > max_bytes)
+        raise BadPayload(f"item {run}:{first + big}: {len(out[big])} bytes exceeds the "
+                         f"{max_bytes}-byte cap")  # fmt: skip
+    return out
+
+
+def _items_of(run: str, first: int, bodies: Sequence[str], produced_at: float) -> list[Item]:
+    return [Item(f"{run}:{first + k}", body, produced_at) for k, body in enumerate(bodies)]
 
 
 def decode(raw: bytes, max_bytes: int, deliveries: int = 1) -> Item:
