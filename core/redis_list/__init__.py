@@ -40,7 +40,9 @@ that keeps killing its consumer is dead-lettered too.
 Modules, one thing each:
 
 * ``producer`` -- :class:`~pcq.core.redis_list.producer.ListProducer`, the
-  producer role: open a run, push, end the stream, keep the run alive;
+  producer role: open a run, push, end the stream, keep the run alive; and
+  :class:`~pcq.core.redis_list.producer.ListRunProducer`, the same fed bodies
+  (``pcq produce``'s fast path);
 * ``consumer`` -- :class:`~pcq.core.redis_list.consumer.ListConsumer`, the
   consumer role: claim, ack, nack, release, beat, reap, drained;
 * ``serve`` -- one consumer's life: connect, consume, close (what
