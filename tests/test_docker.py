@@ -285,11 +285,11 @@ def _seconds(duration: str) -> float:
 
 
 def test_idle_stack_healthchecks_fit_the_idle_budget() -> None:
-    # Every healthcheck is a `docker exec`, ~50 ms of CPU in the engine and the
-    # container whatever the command (docs/benchmarks.md, "Lean consumers"):
-    # eight idle consumers plus Redis may start at most 0.7 a second, or the
-    # checks alone take the 0.05-core budget of issue 14.
+    # Every healthcheck is a `docker exec`, ~70 ms of CPU machine-wide whatever
+    # the command, over an idle base of ~0.02 cores (docs/benchmarks.md, "Lean
+    # consumers"): eight idle consumers plus Redis may start at most 0.45 a
+    # second, or the stack goes over issue 14's budget of 0.05 cores.
     services = compose_config()["services"]
     rate = 8 / _seconds(services["consumer"]["healthcheck"]["interval"])
     rate += 1 / _seconds(services["redis"]["healthcheck"]["interval"])
-    assert rate <= 0.7, f"{rate:.2f} healthcheck execs/s with 8 consumers"
+    assert rate <= 0.45, f"{rate:.2f} healthcheck execs/s with 8 consumers"
