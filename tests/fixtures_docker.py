@@ -248,6 +248,9 @@ def project_env(**overrides: str) -> dict[str, str]:
         PCQ_MAX_DELAY="0.2",
         PCQ_HEARTBEAT_TTL="5",
         PCQ_STOP_GRACE=f"{STOP_GRACE}s",
+        # Checks more often than the defaults (30 s, 10 s), so `up --wait` returns sooner.
+        PCQ_HEALTH_INTERVAL="5s",
+        PCQ_REDIS_HEALTH_INTERVAL="2s",
         PCQ_ITEMS="",
         COMPOSE_BAKE="false",  # no buildx here: skip compose's "Bake" warning
     )

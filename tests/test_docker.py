@@ -269,7 +269,27 @@ def test_compose_file_keeps_its_guarantees() -> None:
         assert "no-new-privileges:true" in service["security_opt"], name
         assert service["user"] not in ("", "0", "root") and not service["user"].startswith("0:")
     assert services["producer"]["depends_on"]["consumer"]["condition"] == "service_healthy"
+    # Consumers retry until Redis answers; they need not wait for its first check.
+    assert consumer["depends_on"]["redis"]["condition"] == "service_started"
     # The grace period covers one batch of the slowest handler, with a margin.
     grace = float(consumer["stop_grace_period"].rstrip("s"))
     env = consumer["environment"]
     assert grace > 2 * int(env["PCQ_BATCH"]) * float(env["PCQ_MAX_DELAY"])
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration as `docker compose config` prints it (``15s``, ``1m30s``)."""
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", duration)
+    assert parts and duration, duration
+    return 60 * float(parts[1] or 0) + float(parts[2] or 0)
+
+
+def test_idle_stack_healthchecks_fit_the_idle_budget() -> None:
+    # Every healthcheck is a `docker exec`, ~70 ms of CPU machine-wide whatever
+    # the command, over an idle base of ~0.02 cores (docs/benchmarks.md, "Lean
+    # consumers"): eight idle consumers plus Redis may start at most 0.45 a
+    # second, or the stack goes over issue 14's budget of 0.05 cores.
+    services = compose_config()["services"]
+    rate = 8 / _seconds(services["consumer"]["healthcheck"]["interval"])
+    rate += 1 / _seconds(services["redis"]["healthcheck"]["interval"])
+    assert rate <= 0.45, f"{rate:.2f} healthcheck execs/s with 8 consumers"

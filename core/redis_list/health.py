@@ -26,8 +26,8 @@ says "some consumer here is alive", as the Redis check did.
 
 What a check costs is now mostly Docker's: each is a ``docker exec``, and an
 exec of ``true`` alone costs the container ~18-21 ms of CPU (the runtime's
-work; benchmarks/bench_idle.py) -- hence the 10 s interval
-(``PCQ_HEALTH_INTERVAL``).
+work; benchmarks/bench_idle.py), and the engine and kernel ~50 ms more --
+hence the 30 s interval (``PCQ_HEALTH_INTERVAL``).
 
 The path is ``RedisSettings.health_file`` (``PCQ_HEALTH_FILE``, default
 ``/tmp/pcq-consumer.alive``); the compose healthcheck reads the same variable
