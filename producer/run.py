@@ -34,6 +34,21 @@ def _batches(run: str, texts: Iterable[str], size: int) -> Iterator[BodyRun]:
         first += len(chunk)
 
 
+def _push_all(producer: ListProducer, batches: Iterable[BodyRun], console: Console, *,
+              stop: Callable[[], bool], produced_file: LedgerFile | None) -> None:
+    """Push every batch (recorded in the ledger file if any), then close the stream."""
+    fast = ListRunProducer(producer)  # bodies in, no Item per item
+    sink = fast if produced_file is None else LedgerProducer(fast, produced_file)
+    with refused_as_usage(before=producer.end_stream):
+        try:
+            produce_batches(sink, batches, console, stop=stop)
+        except RedisFull:
+            # Gave up on a full Redis: close what was pushed (close.lua runs on a
+            # full Redis), so `consume --drain` finishes it; then one line, exit 1.
+            producer.end_stream()
+            raise
+
+
 def run_producer(
     settings: RedisSettings,
     texts: Iterable[str],
@@ -67,17 +82,8 @@ def run_producer(
     try:
         run = producer.open_run()
         started = time.monotonic()
-        fast = ListRunProducer(producer)  # bodies in, no Item per item
-        sink = fast if produced_file is None else LedgerProducer(fast, produced_file)
-        batches = _batches(run, texts, max(1, settings.batch))
-        with refused_as_usage(before=producer.end_stream):
-            try:
-                produce_batches(sink, batches, console, stop=halt.is_set)
-            except RedisFull:
-                # Gave up on a full Redis: close what was pushed (close.lua runs on a
-                # full Redis), so `consume --drain` finishes it; then one line, exit 1.
-                producer.end_stream()
-                raise
+        _push_all(producer, _batches(run, texts, max(1, settings.batch)), console,
+                  stop=halt.is_set, produced_file=produced_file)  # fmt: skip
         retrier = Retrier(settings, log)
         keys = Keys(settings.queue)
         tally = wait_for_tally(
