@@ -26,14 +26,14 @@ set*, ``P:run:<run>:acked`` in :mod:`pcq.core.redis_common.keys`.)
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from pcq.core.pattern import Handler
 from pcq.core.transport import Item, Producer
 
-B = TypeVar("B", bound=Sequence[Item])
+B = TypeVar("B", bound=Iterable[Item])
 
 __all__ = ["HANDLED", "PRODUCED", "LedgerFile", "LedgerProducer", "ledger_dir", "ledger_handler"]
 
@@ -100,8 +100,8 @@ def ledger_handler(handle: Handler, out: LedgerFile, consumer: str) -> Handler:
 class LedgerProducer(Generic[B]):
     """A producer that records in the ledger the ids its inner producer accepted.
 
-    Of whatever batch type the inner producer takes, as long as it reads as a
-    sequence of items.
+    Of whatever batch type the inner producer takes, as long as iterating a
+    batch gives its items.
     """
 
     def __init__(self, inner: Producer[B], out: LedgerFile) -> None:

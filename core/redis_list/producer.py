@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar, overload
+from typing import TypeVar
 
 import redis
 
@@ -228,12 +228,12 @@ class ListProducer:
             self._alive = None
 
 
-class BodyRun(Sequence[Item]):
+class BodyRun:
     """Items ``<run>:<first>`` .. of one run, made at one instant: the bodies, a stamp.
 
     The batch type of :class:`ListRunProducer`, which encodes it without
     building an :class:`Item` per item (:func:`~pcq.core.redis_common.payload.encode_bodies`).
-    It still reads as a sequence of items, built on demand (the ledger reads
+    Iterating it still gives its items, built on demand (the ledger reads
     their ids).
     """
 
@@ -244,14 +244,6 @@ class BodyRun(Sequence[Item]):
 
     def __len__(self) -> int:
         return len(self.bodies)
-
-    @overload
-    def __getitem__(self, index: int) -> Item: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Item]: ...
-
-    def __getitem__(self, index: int | slice) -> Item | list[Item]:
-        return list(self)[index]
 
     def __iter__(self) -> Iterator[Item]:
         run, at = self.run, self.produced_at
