@@ -136,8 +136,7 @@ class ListProducer:
             return
         if not self._opened:
             self.open_run()
-        s = self.settings
-        run = self.run
+        s, run = self.settings, self.run
         self._seq += 1
         keys = [self.keys.queue, self.keys.run(run), self.keys.queue_extra]
         args: list[bytes | str | int] = [s.high_water, s.high_water_bytes, self._seq, len(raws),
