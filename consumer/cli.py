@@ -20,6 +20,7 @@ from pcq.core.cli.options import (
 from pcq.core.console import Console
 from pcq.core.errors import UsageProblem
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.transport import AckMode
 
 __all__ = ["consume", "register"]
 
@@ -44,6 +45,15 @@ Quiet = Annotated[bool, typer.Option("--quiet", help="No per-item lines.")]
 Batch = Annotated[
     int | None,
     typer.Option("--batch", help="Items claimed per Redis round trip (env PCQ_BATCH; 1)."),
+]
+Ack = Annotated[
+    AckMode | None,
+    typer.Option(
+        "--ack",
+        help="When to acknowledge (env PCQ_ACK; item): item (after each item; a slow item at "
+        "once) or batch (a batch's handled items together: less CPU per item, but a consumer "
+        "killed mid-batch has the batch's handled items delivered again).",
+    ),
 ]
 MaxDeliveries = Annotated[
     int | None,
@@ -86,6 +96,7 @@ def consume(
     max_delay: MaxDelay = None,
     quiet: Quiet = False,
     batch: Batch = None,
+    ack: Ack = None,
     queue: QueueOption = None,
     redis_url: RedisUrlOption = None,
     max_deliveries: MaxDeliveries = None,
@@ -100,7 +111,8 @@ def consume(
     redelivered, then dead-lettered after --max-deliveries.
     """
     settings = RedisSettings.from_env().with_overrides(
-        url=redis_url, queue=queue, batch=batch, max_delay=max_delay, max_deliveries=max_deliveries
+        url=redis_url, queue=queue, batch=batch, ack=ack, max_delay=max_delay,
+        max_deliveries=max_deliveries,
     )
     if check:
         from pcq.core.redis_list.health import read_health

@@ -3,7 +3,7 @@
 Hooked in from outside the transport, so the list consumer's code stays as it is:
 
 * :meth:`ConsumerMetrics.timed` wraps the handler (handler time);
-* :meth:`ConsumerMetrics.observe` wraps the :class:`~pcq.core.transport.Consumer`
+* :meth:`ConsumerMetrics.observe` wraps the :class:`~pcq.core.transport.BatchAckConsumer`
   that :func:`pcq.core.redis_list.serve.serve` builds, in :class:`MeteredConsumer`:
   every claimed batch (time queued since the item's ``produced_at``, redeliveries,
   in flight) and every settlement (ack: handled; nack: failed, and dead-lettered
@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from pcq.core.errors import UsageProblem
 from pcq.core.pattern import Handler
-from pcq.core.transport import Consumer, Item
+from pcq.core.transport import BatchAckConsumer, Item
 
 __all__ = ["ConsumerMetrics", "MeteredConsumer"]
 
@@ -78,7 +78,7 @@ class ConsumerMetrics:
 
         return timed_handle
 
-    def observe(self, consumer: Consumer) -> Consumer:
+    def observe(self, consumer: BatchAckConsumer) -> BatchAckConsumer:
         """``consumer``, counted (see :class:`MeteredConsumer`)."""
         return MeteredConsumer(consumer, self)
 
@@ -98,9 +98,9 @@ class ConsumerMetrics:
 
 
 class MeteredConsumer:
-    """A :class:`~pcq.core.transport.Consumer` that counts what passes through another one."""
+    """A :class:`~pcq.core.transport.BatchAckConsumer` that counts what passes through another one."""
 
-    def __init__(self, inner: Consumer, metrics: ConsumerMetrics) -> None:
+    def __init__(self, inner: BatchAckConsumer, metrics: ConsumerMetrics) -> None:
         self.inner = inner
         self.metrics = metrics
 
@@ -119,6 +119,11 @@ class MeteredConsumer:
         self.inner.ack(item)
         self.metrics.handled.inc()
         self.metrics.in_flight.dec()
+
+    def ack_many(self, items: Sequence[Item]) -> None:
+        self.inner.ack_many(items)
+        self.metrics.handled.inc(len(items))
+        self.metrics.in_flight.dec(len(items))
 
     def nack(self, item: Item, reason: str) -> None:
         self.inner.nack(item, reason)

@@ -68,11 +68,12 @@ def test_exactly_once_with_three_consumer_processes(
         assert key in tally
 
 
+@pytest.mark.parametrize("ack", ["item", "batch"])
 def test_sigkilled_consumer_items_are_redelivered(
-    tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis
+    tmp_path: Path, redis_settings: RedisSettings, redis_client: redis.Redis, ack: str
 ) -> None:
     env = env_for(redis_settings)
-    work = ("--drain", "--quiet", "--batch", "5", "--max-delay", "0.01")
+    work = ("--drain", "--quiet", "--batch", "5", "--max-delay", "0.01", "--ack", ack)
     with processes(tmp_path) as start:
         victim = start("consumer", *work, env=env)
         survivor = start("consumer", *work, env=env)

@@ -11,15 +11,16 @@ import redis
 from fixtures_redis import quiet
 from redis_procs import queued_items
 
+from pcq.core.errors import PcqError
 from pcq.core.ledger import PRODUCED, LedgerFile, LedgerProducer
-from pcq.core.pattern import consume, produce, produce_batches
+from pcq.core.pattern import consume, consume_batches, produce, produce_batches
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import ListConsumer
 from pcq.core.redis_list.producer import BodyRun, ListProducer, ListRunProducer
 from pcq.core.redis_list.status import queue_status
 from pcq.core.redis_list.tally import read_tally, retire_run
-from pcq.core.transport import Consumer, Item, Producer
+from pcq.core.transport import BatchAckConsumer, Consumer, Item, Producer
 
 
 def items(run: str, n: int, prefix: str = "name") -> list[Item]:
@@ -52,6 +53,47 @@ def test_produce_consume_exactly_once(client: redis.Redis, redis_settings: Redis
     keys = Keys(settings.queue)
     assert client.llen(keys.processing("c1")) == 0
     assert not client.sismember(keys.consumers, "c1")  # deregistered on close
+
+
+def test_batch_acknowledgements_settle_every_item_once(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    """``ack_many`` (``pcq consume --ack batch``): the tally is exact, nothing stays held."""
+    settings = redis_settings.with_overrides(batch=10)
+    producer = ListProducer(client, settings)
+    run = producer.open_run()
+    produce(producer, items(run, 95), quiet(), batch=20)  # envelopes and batches do not line up
+    consumer = ListConsumer(client, settings, consumer="c1", drain=True)
+    assert isinstance(consumer, BatchAckConsumer)
+    try:
+        stats = consume_batches(consumer, lambda item: None, quiet(), poll=0.1)
+    finally:
+        consumer.close()
+    assert stats.handled == 95
+    tally = read_tally(client, Keys(settings.queue), run)
+    assert (tally["consumed"], tally["duplicates"], tally["lost"]) == (95, 0, 0)
+    assert tally["per_consumer"] == {"c1": 95}
+    assert client.llen(Keys(settings.queue).processing("c1")) == 0
+
+
+def test_ack_many_of_an_item_not_held_takes_none_of_them(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    settings = redis_settings.with_overrides(batch=3)
+    producer = ListProducer(client, settings)
+    run = producer.open_run()
+    produce(producer, items(run, 3), quiet(), batch=3)
+    consumer = ListConsumer(client, settings, consumer="c1")
+    try:
+        got = list(consumer.get(1.0) or [])
+        assert len(got) == 3
+        with pytest.raises(PcqError, match="not held"):
+            consumer.ack_many([got[0], Item(f"{run}:99", "x", 0.0), got[1]])
+        consumer.ack_many(got)  # all three were still held: the failed call took nothing
+        assert consumer.acked == 3
+    finally:
+        consumer.close()
+    assert read_tally(client, Keys(settings.queue), run)["consumed"] == 3
 
 
 def test_a_draining_consumer_waits_for_a_run_opened_but_not_yet_beating(

@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pcq.core.errors import UsageProblem
+from pcq.core.transport import AckMode
 
 __all__ = ["DEFAULT_HEALTH_FILE", "DEFAULT_URL", "RedisSettings", "parse_size", "read_secret",
            "redact_url"]
@@ -79,6 +80,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "REDIS_URL": ("url", str),
     "PCQ_QUEUE": ("queue", str),
     "PCQ_BATCH": ("batch", int),
+    "PCQ_ACK": ("ack", AckMode),
     "PCQ_MAX_DELIVERIES": ("max_deliveries", int),
     "PCQ_HIGH_WATER": ("high_water", int),
     "PCQ_HIGH_WATER_BYTES": ("high_water_bytes", parse_size),
@@ -95,6 +97,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "PCQ_REDIS_PASSWORD_FILE": ("password_file", str),
     "PCQ_REDIS_CA_FILE": ("ca_file", str),
 }
+_KIND_NAMES: dict[Any, str] = {AckMode: "ack mode (item or batch)"}
 MAX_SECRET_BYTES = 4096  # a password file, not a dump: refuse anything bigger
 
 
@@ -138,6 +141,8 @@ class RedisSettings:
         url: Redis URL, possibly with credentials (never printed unredacted).
         queue: Queue name; all its keys share the prefix ``pcq:{queue}``.
         batch: Items per round trip (producer push, consumer claim).
+        ack: When a consumer acknowledges what it handled: after each item, or
+            a batch's handled items together (:class:`~pcq.core.transport.AckMode`).
         max_deliveries: Deliveries after which a failing item is dead-lettered.
         high_water: The producer waits while the queue holds this many items
             (0 disables backpressure).
@@ -164,6 +169,7 @@ class RedisSettings:
     url: str = DEFAULT_URL
     queue: str = "pcq"
     batch: int = 1
+    ack: AckMode = AckMode.ITEM
     max_deliveries: int = 5
     high_water: int = 10_000
     high_water_bytes: int = 0
@@ -258,7 +264,7 @@ class RedisSettings:
             try:
                 values[name] = kind(raw)
             except ValueError:
-                what = "size" if kind is parse_size else kind.__name__
+                what = "size" if kind is parse_size else _KIND_NAMES.get(kind, kind.__name__)
                 raise UsageProblem(f"{var}={raw!r} is not a valid {what}") from None
         if values.get("password_file"):
             values["file_password"] = read_secret(values["password_file"])

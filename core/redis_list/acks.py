@@ -33,6 +33,12 @@ class AckBuffer:
             self.since = now
         self.ids.append(item_id)
 
+    def add_many(self, item_ids: list[str], now: float) -> None:
+        """Buffer several acknowledgements at ``now`` (monotonic)."""
+        if not self.ids:
+            self.since = now
+        self.ids += item_ids
+
     def envelope_settled(self, envelope: Envelope) -> None:
         """``envelope`` has no unsettled item left: drop it from the processing list."""
         self.settled.append(envelope)

@@ -107,6 +107,20 @@ class Held:
             raise PcqError(f"item {item_id} is not held by consumer {consumer}")
         return place
 
+    def take_many(self, item_ids: list[str], consumer: str) -> list[tuple[Envelope, int]]:
+        """:meth:`take` of each id, in order."""
+        if self._dups:
+            return [self.take(item_id, consumer) for item_id in item_ids]
+        pop = self.at.pop
+        places = [pop(item_id, None) for item_id in item_ids]
+        if None in places:
+            missing = next(i for i, place in zip(item_ids, places) if place is None)
+            for item_id, place in zip(item_ids, places):  # as it was: nothing taken
+                if place is not None:
+                    self.at[item_id] = place
+            raise PcqError(f"item {missing} is not held by consumer {consumer}")
+        return places  # type: ignore[return-value]  # no None left
+
     def drop(self, envelope: Envelope) -> None:
         """Forget a fully settled envelope."""
         self.envelopes.remove(envelope)

@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 from pcq.core.console import Console
 from pcq.core.errors import ConnectionFailed
-from pcq.core.pattern import ConsumeStats, Handler, consume
+from pcq.core.pattern import ConsumeStats, Handler, consume, consume_batches
 from pcq.core.redis_common.connection import connect, stderr_log
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import ListConsumer
-from pcq.core.transport import Consumer
+from pcq.core.transport import AckMode, BatchAckConsumer
 
 __all__ = ["POLL_SECONDS", "serve"]
 
@@ -41,12 +41,14 @@ def serve(
     stop: threading.Event | None = None,
     log: Callable[[str], None] = stderr_log,
     poll: float = POLL_SECONDS,
-    observe: Callable[[Consumer], Consumer] | None = None,
+    observe: Callable[[BatchAckConsumer], BatchAckConsumer] | None = None,
 ) -> ConsumeStats:
     """Consume with ``handle`` until the queue is drained (``drain``) or ``stop`` is set.
 
     On stop the consumer finishes the item in hand, hands back the rest of its
-    batch, flushes its acknowledgements and deregisters.
+    batch, flushes its acknowledgements and deregisters. ``settings.ack`` picks
+    the pattern's loop: :func:`~pcq.core.pattern.consume` (one ``ack`` per item)
+    or :func:`~pcq.core.pattern.consume_batches` (one ``ack_many`` per batch).
 
     Args:
         consumer: Consumer id (default :func:`pcq.core.redis_list.consumer.consumer_id`).
@@ -60,7 +62,8 @@ def serve(
                              notify=console.line)  # fmt: skip
         try:
             seen = queue if observe is None else observe(queue)
-            stats = consume(seen, handle, console, stop=halt.is_set, poll=poll)
+            loop = consume_batches if settings.ack is AckMode.BATCH else consume
+            stats = loop(seen, handle, console, stop=halt.is_set, poll=poll)
         except ConnectionFailed:
             # Redis is gone: do not retry all over again to hand items back; our
             # heartbeat stops, and a reaper requeues what we held.
