@@ -45,7 +45,7 @@ Key layout (``P`` = ``pcq:{Q}``)::
                                  below the run's produced count when acknowledged,
                                  and below BITS_CAP); bit 0 is the high bit of byte 0
     P:run:<run>:acked     SET    the run's acked set: the other ids acknowledged at
-                                 least once (made-up or odd ids; none is also in
+                                 least once (unusual or made-up ids; none is also in
                                  the bitmap). Acknowledged = in either; a run's
                                  acked count = BITCOUNT :bits + SCARD :acked
     P:run:<run>:dead      SET    the run's ids that were dead-lettered (a requeue

@@ -2,7 +2,7 @@
 -- (prepended by scripts.py; keys in pcq.core.redis_common.keys, the Python side
 -- is pcq.core.redis_list.acked): P:run:<run>:bits, a bitmap with bit n set when
 -- item <run>:<n> was acknowledged, and P:run:<run>:acked, a set of the other
--- acknowledged ids (odd or made-up ones). An id is acknowledged when it is in either.
+-- acknowledged ids (unusual or made-up ones). An id is acknowledged when it is in either.
 
 -- keys.BITS_CAP (see there why): item numbers at or above it never get a bit.
 local BITS_CAP = 16777216
