@@ -7,6 +7,7 @@ set. Readers (reap, requeue, tally, :mod:`pcq.core.redis_list.acked`) use both.
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from pcq.core.redis_common.keys import BITS_CAP, Keys
 from pcq.core.redis_common.payload import encode
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.acked import acked_count, acked_ids, bit_numbers, bit_of, is_acked
-from pcq.core.redis_list.acks import AckBuffer
+from pcq.core.redis_list.acks import AckBuffer, _by_run_slow
 from pcq.core.redis_list.consumer import ListConsumer
 from pcq.core.redis_list.dead_letters import newest, requeue
 from pcq.core.redis_list.producer import ListProducer
@@ -231,3 +232,61 @@ def test_dead_requeue_of_an_acknowledged_id_is_refused_as_before(
     assert client.llen(keys.dead) == 2 and client.llen(keys.queue) == 0  # left in the inbox
     assert requeue(client, keys, settings, letters[f"{run}:1"]) == "requeued"
     assert client.llen(keys.dead) == 1 and client.llen(keys.queue) == 1
+
+
+def _expand(ranges: str) -> list[int]:
+    out: list[int] = []
+    for part in filter(None, ranges.split(",")):
+        a, b = map(int, part.split("-"))
+        out += range(a, b + 1)
+    return sorted(out)
+
+
+def test_by_run_agrees_with_reading_id_by_id() -> None:
+    """The fast paths (one range; stretches by compares) against the plain per-id reading."""
+    rng = random.Random(7)
+    acks = AckBuffer()
+    for _ in range(2000):
+        base, m = rng.choice([0, 1000, 2040, 123456, BITS_CAP - 200]), rng.randint(1, 300)
+        shape = rng.random()
+        if shape < 0.3:
+            numbers = [base + rng.randint(0, 400) for _ in range(m)]  # repeats, any order
+        elif shape < 0.6:
+            numbers = sorted({base + rng.randint(0, 400) for _ in range(m)})  # gaps
+        else:
+            numbers = list(range(base, base + m))
+        ids = [f"r:{n}" for n in numbers]
+        for _ in range(rng.randint(0, 3)):
+            j = rng.randrange(len(ids))
+            ids[j] = rng.choice(["r:007", "r:99999999999", "r:0", ids[j - 1]])
+        if rng.random() < 0.2:
+            rng.shuffle(ids)
+        acks.ids = ids
+        got, want = acks.by_run(), _by_run_slow(ids)
+        assert got[:2] == want[:2] == [1, "r"]
+        assert _expand(got[2]) == _expand(want[2]), ids
+        assert sorted(filter(None, got[3].split(","))) == sorted(filter(None, want[3].split(",")))
+
+
+def test_random_batches_set_exactly_the_bits_a_model_expects(
+    client: redis.Redis, redis_settings: RedisSettings
+) -> None:
+    rng = random.Random(11)
+    keys = Keys(redis_settings.queue)
+    produced = 300
+    run = push(client, redis_settings, [f"{{run}}:{n}" for n in range(produced)])
+    seen: set[str] = set()
+    sent = 0
+    for _ in range(30):
+        a = rng.randrange(produced + 40)
+        numbers = [*range(a, a + rng.randint(1, 70)), *(rng.randrange(produced) for _ in range(5))]
+        ids = [f"{run}:{n}" for n in numbers] + rng.choice([[], [f"{run}:0{a}"]])
+        send_acks(client, redis_settings, ids)
+        seen.update(ids)
+        sent += len(ids)
+    bits = {int(i.rpartition(":")[2]) for i in seen if bit_of(i) is not None and bit_of(i) < produced}
+    assert set(bit_numbers(client.get(keys.acked_bits(run)) or b"")) == bits
+    assert {m.decode() for m in client.smembers(keys.acked(run))} == {
+        i for i in seen if int(i.rpartition(":")[2]) not in bits or bit_of(i) is None}  # fmt: skip
+    assert acked_ids(client, keys, run) == seen
+    assert client.hget(keys.run(run), "duplicates") == str(sent - len(seen)).encode()

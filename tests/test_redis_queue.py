@@ -309,7 +309,7 @@ def test_retire_run_expires_its_keys_and_trims_old_runs(
     producer.put(items(run, 2))
     producer.end_stream()
     client.setbit(keys.acked_bits(run), 0, 1)  # as an ack would
-    client.sadd(keys.acked(run), f"{run}:x")  # as an ack of an odd id would
+    client.sadd(keys.acked(run), f"{run}:007")  # as an ack of an id with leading zeros would
     client.zadd(keys.runs, {"ancient": time.time() - 3600})
     retire_run(client, keys, run, 0)  # 0: keep for ever
     assert client.ttl(keys.run(run)) == -1 and client.zscore(keys.runs, "ancient") is not None
