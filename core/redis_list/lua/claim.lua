@@ -14,9 +14,10 @@
 -- (counted as claimed; one that holds more than ARGV[5] items is split), usually 0,
 -- ARGV[8] number of runs, then per run three arguments: the run id; its acknowledged
 -- item numbers as ranges 'a-b' joined by ',' (e.g. '0-41,43-99'; numbers canonical
--- decimal under BITS_CAP; a number acknowledged twice in the batch is in two
--- ranges) or ''; its other ids (a number not canonical or not under BITS_CAP) joined by ',' or ''; then
--- (mode 'some') the envelopes to drop from the processing list.
+-- decimal under BITS_CAP; ranges in any order, and a number acknowledged twice in
+-- the batch is in two of them) or ''; its other ids (a number not canonical, or not
+-- under BITS_CAP) joined by ',' or ''; then (mode 'some') the envelopes to drop from
+-- the processing list.
 -- (Ranges: a batch is usually one range, so the client sends a few bytes and Lua
 -- splits nothing per item. Joined arguments instead of one per id: packing
 -- arguments costs the client more than splitting them costs Lua.)
