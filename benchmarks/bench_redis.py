@@ -10,7 +10,7 @@ consumer holds (raw) or has handled (pcq) the last item.
 * pcq, batched / unbatched: :mod:`pcq.core.redis_list` (producer and consumer roles) with ``batch=100`` / ``batch=1``
   through :func:`pcq.core.pattern.produce` and :func:`pcq.core.pattern.consume` -- JSON
   payloads with a schema, claim into a processing list, acknowledged into the
-  run's acked set, heartbeat thread running, backpressure check on every push.
+  run's acked bitmap, heartbeat thread running, backpressure check on every push.
 
 Targets (issue 3): pcq batched >= 0.5x raw batched, pcq unbatched >= 0.8x raw
 unbatched. Each figure is the median of ``--repeat`` runs. Next to items/s the
@@ -44,7 +44,9 @@ from pcq.core.console import Console
 from pcq.core.names import generated_name
 from pcq.core.pattern import consume, produce
 from pcq.core.redis_common.connection import connect
+from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.acked import acked_count
 from pcq.core.redis_list.consumer import ListConsumer
 from pcq.core.redis_list.producer import ListProducer
 from pcq.core.transport import Item
@@ -154,7 +156,7 @@ def pcq_consumer(port: int, n: int, batch: int, queue: str, go: Any, done: Any) 
     go.wait()
     cpu = time.process_time()
     consume(q, noop, quiet, stop=lambda: handled >= n, poll=0.05)
-    q.close()  # flushes the last acks into the acked set
+    q.close()  # flushes the last acks into the acked bitmap
     done.put(("consumer", time.process_time() - cpu, finished))
     client.close()
 
@@ -208,7 +210,7 @@ def all_acked(port: int, queue: str, n: int) -> bool:
     """The pcq run really acknowledged every item (so the figure is honest)."""
     with redis.Redis(port=port) as r:
         runs = r.zrange(f"pcq:{{{queue}}}:runs", 0, -1)
-        return len(runs) == 1 and r.scard(f"pcq:{{{queue}}}:run:{runs[0].decode()}:acked") == n
+        return len(runs) == 1 and acked_count(r, Keys(queue), runs[0].decode()) == n
 
 
 def bench(port: int, n: int, batch: int, repeat: int) -> tuple[Sample, Sample]:

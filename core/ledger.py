@@ -20,7 +20,8 @@ unexpected and recovered ids.
 
 (Elsewhere pcq keeps other books, each under its own name: the local run's
 :class:`~pcq.core.local.shared_state.SharedState`, and in Redis a run's *acked
-set*, ``P:run:<run>:acked`` in :mod:`pcq.core.redis_common.keys`.)
+bitmap* and *acked set*, ``P:run:<run>:bits`` and ``:acked`` in
+:mod:`pcq.core.redis_common.keys`.)
 """
 
 from __future__ import annotations

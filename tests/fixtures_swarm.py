@@ -197,14 +197,15 @@ class Stack:
 
     # Producer ----------------------------------------------------------------------
     def acked_sets(self) -> set[str]:
-        return {k for k in self.redis_cli("--scan", "--pattern", f"{PREFIX}:run:*:acked") if k}
+        """The runs' acked bitmaps (keys): where their items' acknowledgements go."""
+        return {k for k in self.redis_cli("--scan", "--pattern", f"{PREFIX}:run:*:bits") if k}
 
     def wait_progress(self, at_least: int, timeout: float = 60.0) -> None:
         """Wait until the run started last has ``at_least`` items acknowledged."""
         deadline = time.monotonic() + timeout
         while True:
             new = self.acked_sets() - self._acked_before
-            if new and int(self.redis_cli("SCARD", next(iter(new)))[0]) >= at_least:
+            if new and int(self.redis_cli("BITCOUNT", next(iter(new)))[0]) >= at_least:
                 return
             assert time.monotonic() < deadline, f"not {at_least} items acknowledged in {timeout}s"
             time.sleep(0.2)

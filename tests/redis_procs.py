@@ -18,6 +18,7 @@ import redis
 
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.acked import is_acked
 from pcq.core.redis_list.envelope import size, unpack
 
 HOST = socket.gethostname()
@@ -136,13 +137,13 @@ def held_items(client: redis.Redis, key: str) -> int:
 
 
 def unacked_held(client: redis.Redis, keys: Keys, consumer: str) -> int:
-    """Items in ``consumer``'s processing list not in their run's acked set: what a
+    """Items in ``consumer``'s processing list not acknowledged (bitmap or set): what a
     reaper hands back (it skips the acknowledged ones still inside an envelope)."""
     count = 0
     for element in client.lrange(keys.processing(consumer), 0, -1):
         for raw in unpack(element):
             item_id = json.loads(raw)["id"]
-            count += not client.sismember(keys.acked(item_id.rpartition(":")[0]), item_id)
+            count += not is_acked(client, keys, item_id)
     return count
 
 

@@ -24,6 +24,7 @@ import pcq.core.redis_list
 from pcq.core.console import Console
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.scripts import _lua
 from pcq.core.redis_list.tally import retire_run
 from pcq.core.rq_jobs.producer import RqOptions, produce_rq
 from pcq.core.transport import Item
@@ -88,7 +89,7 @@ SCRIPT_ROLES = {
 @pytest.mark.parametrize("script", sorted(p.stem for p in LUA_DIR.glob("*.lua")))
 def test_acl_grants_every_command_of_every_lua_script(script: str) -> None:
     """A script runs with its caller's rights: a command missing here fails in production."""
-    text = (LUA_DIR / f"{script}.lua").read_text()
+    text = _lua(script)  # with the lib/*.lua functions put in front of it
     used = {cmd.lower() for cmd in re.findall(r"redis\.p?call\(\s*'([A-Za-z]+)'", text)}
     assert used, f"no redis.call found in {script}.lua"
     for role in SCRIPT_ROLES.get(script, ("consumer",)):

@@ -22,6 +22,7 @@ from redis_procs import wait_until
 
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.acked import is_acked
 from pcq.core.redis_list.consumer import ListConsumer
 from pcq.core.redis_list.producer import ListProducer
 from pcq.core.redis_list.tally import read_tally
@@ -109,7 +110,7 @@ def test_an_acknowledgement_after_the_reap_does_not_bring_the_consumer_back(
     assert b.reap() == (1, 3, 0)
     a.ack(held[0])
     a.flush()
-    assert client.sismember(keys.acked(held[0].id.rpartition(":")[0]), held[0].id)
+    assert is_acked(client, keys, held[0].id)
     assert not client.sismember(keys.consumers, "a")
     assert not a.holds(held[1])
     a.close()

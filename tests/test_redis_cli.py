@@ -26,10 +26,11 @@ from redis_procs import (
 
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.acked import acked_count, acked_ids
 
 
 def ledger(client: redis.Redis, settings: RedisSettings, run: str) -> set[str]:
-    return {i.decode() for i in client.smembers(Keys(settings.queue).acked(run))}
+    return acked_ids(client, Keys(settings.queue), run)
 
 
 def test_exactly_once_with_three_consumer_processes(
@@ -58,8 +59,8 @@ def test_exactly_once_with_three_consumer_processes(
     assert registered(redis_client, redis_settings) == set()  # all deregistered
     assert "Starting producer =>" in producer.stderr  # demo lines on stderr with --json
     # The run's ledger is kept for PCQ_RUN_TTL (7 days), then expires.
-    ttls = [redis_client.ttl(k) for k in (Keys(redis_settings.queue).acked(run),
-                                          Keys(redis_settings.queue).run(run))]
+    keys = Keys(redis_settings.queue)
+    ttls = [redis_client.ttl(k) for k in (keys.acked_bits(run), keys.run(run))]
     assert all(0 < t <= 7 * 24 * 3600 for t in ttls), ttls
     report = Audit(audit).report()
     assert (report.produced, report.handled, report.handlings) == (3000, 3000, 3000), report
@@ -216,7 +217,7 @@ def test_killed_producer_everything_pushed_is_consumed_and_drain_ends(
         consumer = start("consumer", "--drain", "--quiet", "--batch", "50", "--max-delay", "0", env=env)
         producer = start("producer", "--items", "1000000", "--batch", "100", "--json", env=env)
         run = wait_until(lambda: only_run(redis_client, settings), 20, "the run")
-        wait_until(lambda: redis_client.scard(keys.acked(run)) >= 500, 30, "500 acks")
+        wait_until(lambda: acked_count(redis_client, keys, run) >= 500, 30, "500 acks")
         producer.signal(signal.SIGKILL)
         assert producer.wait(10) == -signal.SIGKILL
         assert redis_client.sismember(keys.open, run)  # never closed its stream

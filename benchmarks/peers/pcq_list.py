@@ -5,7 +5,7 @@ Runs in the project's own virtualenv. The producer is pcq's in-process role
 ``pcq produce`` does), one new run per phase; the consumers are the real CLI:
 ``pcq consume --quiet --max-delay 0 --batch B`` (JSON payloads with a schema,
 claim into a processing list, acknowledge after the handler returned,
-heartbeats). Done: the run's acked set in Redis holds every item id.
+heartbeats). Done: the run's acked bitmap (and set) in Redis hold every item id.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pcq.core.pattern import produce
 from pcq.core.redis_common.connection import connect
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.acked import acked_count
 from pcq.core.redis_list.producer import ListProducer
 from pcq.core.transport import Item
 from peers.drive import bin_path
@@ -61,7 +62,7 @@ class PcqPeer:
         self.producer.close()
 
     def done(self, n: int) -> bool:
-        return int(self.client.scard(self.keys.acked(self.run))) >= n
+        return acked_count(self.client, self.keys, self.run) >= n
 
     def close(self) -> None:
         self.client.close()

@@ -12,9 +12,9 @@ The list queue's rate, items/s over the last 10 s:
 * ``pcq status`` reads it at once from the consumers' heartbeats: each beat
   carries the consumer's acknowledgement count and the count ~10 s earlier
   (:meth:`pcq.core.redis_list.consumer.ListConsumer.beat`); the live consumers' rates are summed.
-  ``--window N`` instead samples the runs' acked sets twice, N seconds apart.
+  ``--window N`` instead samples the runs' acked counts twice, N seconds apart.
 * ``pcq watch`` samples the number of items acknowledged (summed over the
-  acked sets of the queue's 50 newest runs, :func:`pcq.core.redis_list.status.acked_total`)
+  acked bitmaps and sets of the queue's 50 newest runs, :func:`pcq.core.redis_list.status.acked_total`)
   once per refresh into a :class:`~pcq.core.redis_list.rates.RateWindow` of 10 s,
   so it also counts consumers that died meanwhile. RQ's part is
   :func:`pcq.core.rq_jobs.status.rq_status`.
@@ -157,7 +157,7 @@ def status(
         float,
         typer.Option(
             "--window",
-            help="Measure items/s by sampling the runs' acked sets twice, SECONDS apart "
+            help="Measure items/s by sampling the runs' acked counts twice, SECONDS apart "
             "[default: 0, the consumers' own rate over their last 10 s, read at once].",
         ),
     ] = 0.0,

@@ -40,7 +40,14 @@ Key layout (``P`` = ``pcq:{Q}``)::
     P:run:<run>           HASH   produced, seq (last batch pushed), started_at,
                                  closed_at, redelivered, requeued, duplicates,
                                  host, pid
-    P:run:<run>:acked     SET    the run's acked set: ids acknowledged at least once
+    P:run:<run>:bits      STRING the run's acked bitmap: bit n set = item <run>:<n>
+                                 acknowledged at least once (n canonical decimal,
+                                 below the run's produced count when acknowledged,
+                                 and below BITS_CAP); bit 0 is the high bit of byte 0
+    P:run:<run>:acked     SET    the run's acked set: the other ids acknowledged at
+                                 least once (unusual or made-up ids; none is also in
+                                 the bitmap). Acknowledged = in either; a run's
+                                 acked count = BITCOUNT :bits + SCARD :acked
     P:run:<run>:dead      SET    the run's ids that were dead-lettered (a requeue
                                  takes the id out until it dies again)
     P:run:<run>:by        HASH   consumer id -> acknowledgements (duplicates
@@ -50,7 +57,7 @@ Key layout (``P`` = ``pcq:{Q}``)::
                                  ``consume --drain`` then stops waiting for the run
 
 Retention: once a producer has read its run's final tally, ``P:run:<run>``,
-``:acked``, ``:dead`` and ``:by`` expire after PCQ_RUN_TTL (7 days), and runs
+``:bits``, ``:acked``, ``:dead`` and ``:by`` expire after PCQ_RUN_TTL (7 days), and runs
 older than that leave ``P:runs``. ``P:dead`` is the operator's inbox
 (``pcq dead``): capped at PCQ_DEAD_MAX records (1000) and PCQ_DEAD_MAX_AGE
 seconds (7 days) by ``retain.lua``, oldest first; every trimmed record is
@@ -59,7 +66,8 @@ counted in ``P:stats`` ``dead_trimmed``.
 Memory: Redis should run with ``maxmemory`` and ``noeviction``. At the cap the
 consumers' scripts still run (``allow-oom``), the producer's push is refused
 whole and waited for (see :mod:`pcq.core.redis_list.scripts`). A run's acked
-set costs ~72 bytes per item until the run is retired.
+bitmap costs 1 bit per item (a million items: 125 kB) until the run is
+retired; only ids that do not fit it cost ~72 bytes each, in the acked set.
 
 RQ mode (``pcq produce --via rq``; ``Q`` is the RQ queue name, and RQ's own
 keys ``rq:queue:Q``, ``rq:job:<id>``, ``rq:finished:Q``, ``rq:failed:Q``... sit
@@ -78,7 +86,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["BITS_CAP", "Keys"]
+
+# Item numbers at or above this never go to a run's acked bitmap (they go to its
+# acked set): it bounds one run's bitmap to BITS_CAP / 8 bytes (2 MiB), and so
+# the string Redis reallocates (copies) when the bitmap grows and the SETRANGE a
+# claim sends. Runs longer than that still work, at the set's cost past the cap.
+# lua/lib/acked.lua holds the same number (tests/test_redis_acked_bits.py checks).
+BITS_CAP = 1 << 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +157,12 @@ class Keys:
         return f"{self.prefix}:run:{run}"
 
     def acked(self, run: str) -> str:
+        """The run's acked set: acknowledged ids that do not fit its bitmap."""
         return f"{self.prefix}:run:{run}:acked"
+
+    def acked_bits(self, run: str) -> str:
+        """The run's acked bitmap: bit n set = item ``<run>:<n>`` acknowledged."""
+        return f"{self.prefix}:run:{run}:bits"
 
     def run_dead(self, run: str) -> str:
         return f"{self.prefix}:run:{run}:dead"

@@ -5,7 +5,7 @@ Never pickle: a payload comes from the network, and unpickling runs code.
 Schema v1 (one JSON object, exactly these keys)::
 
     {"v": 1,                      # schema version (int)
-     "id": "<run>:<n>",           # unique item id; what the acked set holds
+     "id": "<run>:<n>",           # unique item id; n = its bit in the acked bitmap
      "run": "<run>",              # the producer run it belongs to
      "body": "Meatwad",           # the work (the seed's "name")
      "produced_at": 1732540000.5, # producer's time.time() (number)

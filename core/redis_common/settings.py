@@ -155,7 +155,7 @@ class RedisSettings:
         max_delay: Upper bound of the demo handler's random sleep (seconds).
         items: Producer: how many items to generate (None: the seed's names).
         retries: Reconnection attempts before a command gives up.
-        run_ttl: Seconds a finished run's acked set and tally stay in Redis
+        run_ttl: Seconds a finished run's acked bitmap and tally stay in Redis
             (0: for ever); see :func:`pcq.core.redis_list.tally.retire_run`.
         dead_max: Dead letters kept (0: no cap); the oldest are trimmed, and counted.
         dead_max_age: Seconds a dead letter is kept (0: for ever).

@@ -14,8 +14,9 @@ One item's way through the queue (keys ``pcq:{Q}:...``, all listed in
        proc:<consumer>  LIST  (in flight, envelopes) --------------- (consumer.py)
          |  each item settled on its own; the envelope leaves with its last (held.py)
          |-- handled: ack is buffered, sent with the next claim:     (acks.py)
-         |     id into the run's acked set run:<run>:acked (a duplicate
-         |     is counted), per-consumer count; settled envelopes dropped
+         |     item's bit set in the run's acked bitmap run:<run>:bits (other
+         |     ids: acked set run:<run>:acked; a duplicate is counted),
+         |     per-consumer count; settled envelopes dropped
          |-- handler failed: nack -> retry.lua (out of its envelope, back to
          |     the tail alone, failure counted) or, at max_deliveries,
          |     dead.lua -> dead LIST                                   (consumer.py)

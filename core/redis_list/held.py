@@ -10,8 +10,9 @@ processing list holds whole envelopes while it settles their items one by one::
 
 An acknowledged item stays in its element until the whole envelope is
 settled: a reaper opening the element of a consumer that died skips the ids
-already in their run's acked set. An item settled alone (nack, dead letter,
-release) leaves the element at once, so it can never come back twice.
+already acknowledged (their run's acked bitmap or set). An item settled alone
+(nack, dead letter, release) leaves the element at once, so it can never come
+back twice.
 """
 
 from __future__ import annotations

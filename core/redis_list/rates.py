@@ -2,7 +2,7 @@
 
 Two readers keep one: a consumer's heartbeat (its acknowledgement count, so
 ``pcq status`` reads a rate in one look: :mod:`pcq.core.redis_list.consumer`)
-and ``pcq watch`` (the queue's acked sets, summed:
+and ``pcq watch`` (the queue's acked bitmaps and sets, summed:
 :func:`pcq.core.redis_list.status.acked_total`). No Redis here: the CLI imports
 this module at start-up.
 """

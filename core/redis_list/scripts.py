@@ -34,16 +34,25 @@ SCRIPT_NAMES = (
     "push", "claim", "retry", "dead", "release", "reap", "drained", "beat", "leave", "close",
     "tally", "retain", "requeue", "purge",
 )
-# Scripts that open envelopes get lib/envelope.lua's functions put in front.
-_OPENS_ENVELOPES = frozenset({"claim", "reap"})
+# Shared functions put in front of the scripts that use them: lib/envelope.lua for
+# those that open envelopes, lib/acked.lua for those that write or read a run's
+# acknowledged items (its bitmap and set).
+_LIBS = {
+    "claim": ("envelope", "acked"),
+    "reap": ("envelope", "acked"),
+    "requeue": ("acked",),
+    "tally": ("acked",),
+}
 
 
 @cache
 def _lua(name: str) -> str:
     source = (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
-    if name not in _OPENS_ENVELOPES:
+    if name not in _LIBS:
         return source
-    prelude = (_LUA_DIR / "lib" / "envelope.lua").read_text(encoding="utf-8")
+    prelude = "\n".join(
+        (_LUA_DIR / "lib" / f"{lib}.lua").read_text(encoding="utf-8") for lib in _LIBS[name]
+    )
     if source.startswith("#!"):  # a shebang (script flags) must stay the first line
         shebang, _, body = source.partition("\n")
         return f"{shebang}\n{prelude}\n{body}"

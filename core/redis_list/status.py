@@ -8,8 +8,8 @@
   acknowledgement count now and ~10 s earlier
   (:meth:`pcq.core.redis_list.consumer.ListConsumer.beat`), so the rate is read
   at once; the key expiring means the consumer is dead.
-* :func:`acked_total` -- items acknowledged, summed over the acked sets of the
-  queue's newest runs: ``pcq watch`` samples it into a
+* :func:`acked_total` -- items acknowledged, summed over the acked bitmaps and
+  sets of the queue's newest runs: ``pcq watch`` samples it into a
   :class:`~pcq.core.redis_list.rates.RateWindow`, so consumers that died
   meanwhile still count.
 """
@@ -35,14 +35,16 @@ RECENT_RUNS = 50
 def acked_total(client: redis.Redis, keys: Keys, recent: int = RECENT_RUNS) -> int:
     """Distinct items acknowledged over the ``recent`` newest runs of the queue.
 
-    Summed from the runs' acked sets (``run:<run>:acked``): the only per-queue
-    acknowledgement count every version of the claim script maintains.
+    Summed from the runs' acked bitmaps and sets (``run:<run>:bits``, ``:acked``;
+    :mod:`pcq.core.redis_list.acked`): the only per-queue acknowledgement count
+    the claim script maintains.
     """
     runs = client.zrevrange(keys.runs, 0, recent - 1)
     if not runs:
         return 0
     with client.pipeline(transaction=False) as pipe:
         for run in runs:
+            pipe.bitcount(keys.acked_bits(text(run)))
             pipe.scard(keys.acked(text(run)))
         return sum(int(n) for n in pipe.execute())
 

@@ -4,12 +4,13 @@ A run's tally counts that run's items only (ids ``<run>:<n>``), so several
 producers and repeated runs on one queue never mix:
 
 * ``produced``     -- items the run pushed (``run:<run>`` hash);
-* ``consumed``     -- distinct ids acknowledged (``SCARD`` of the run's acked set);
+* ``consumed``     -- distinct ids acknowledged (bits set in the run's acked bitmap
+  plus members of its acked set);
 * ``dead_letters`` -- distinct ids dead-lettered and never acknowledged;
 * ``lost``         -- ``produced - consumed - dead_letters`` (0 when all is well;
   while items are still queued or in flight they count here too, so the
   producer waits for ``lost == 0`` before printing, up to its timeout);
-* ``duplicates``   -- acknowledgements of an id already in the acked set;
+* ``duplicates``   -- acknowledgements of an id already acknowledged;
 * ``redelivered``  -- items put back for another delivery (handler failure or
   dead consumer);
 * ``requeued``     -- dead letters an operator put back (``pcq dead requeue``):
@@ -40,9 +41,9 @@ def _int(value: Any) -> int:
 def retire_run(client: redis.Redis, keys: Keys, run: str, ttl: int) -> None:
     """Let a finished run's keys expire in ``ttl`` seconds; forget runs older than that.
 
-    A run's acked set holds one id per item (a million-item run: tens of MB), so
-    once its producer has read the final tally the run's hash and sets get a
-    TTL, and the ``runs`` index drops runs that started more than ``ttl`` ago.
+    A run's acked bitmap holds one bit per item, and its sets an id each (a
+    million-item run: 125 kB and more), so once its producer has read the final
+    tally the run's hash, bitmap and sets get a TTL, and the ``runs`` index drops runs that started more than ``ttl`` ago.
     A run whose producer died before that keeps its keys (nobody read its
     tally yet); ``ttl`` 0 keeps everything.
     """
@@ -51,7 +52,8 @@ def retire_run(client: redis.Redis, keys: Keys, run: str, ttl: int) -> None:
     # Not MULTI: Redis refuses anything queued in a MULTI while it is at maxmemory,
     # and these two commands may run there (they free memory); each is idempotent.
     with client.pipeline(transaction=False) as pipe:
-        for key in (keys.run(run), keys.acked(run), keys.run_dead(run), keys.by_consumer(run)):
+        for key in (keys.run(run), keys.acked_bits(run), keys.acked(run), keys.run_dead(run),
+                    keys.by_consumer(run)):
             pipe.expire(key, ttl)
         pipe.zremrangebyscore(keys.runs, "-inf", time.time() - ttl)
         pipe.execute()
@@ -61,7 +63,8 @@ def read_tally(client: redis.Redis, keys: Keys, run: str) -> dict[str, Any]:
     """Return the run's counts (``seconds``/``items_per_second`` left to the caller)."""
     # tally.lua: one atomic read that also runs on a full Redis (no-writes script).
     flat, consumed, dead, both, by_flat = Scripts(client).tally(
-        [keys.run(run), keys.acked(run), keys.run_dead(run), keys.by_consumer(run)]
+        [keys.run(run), keys.acked(run), keys.run_dead(run), keys.by_consumer(run),
+         keys.acked_bits(run)]
     )
     info = {text(k): text(v) for k, v in zip(flat[::2], flat[1::2])}
     by = dict(zip(by_flat[::2], by_flat[1::2]))

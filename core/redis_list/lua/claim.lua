@@ -2,7 +2,8 @@
 -- Acknowledge handled items and/or claim the next items, in one call.
 -- allow-oom: acknowledging is what frees memory, and a claim moves payloads
 -- (queue -> processing list) without growing them: both must work on a full Redis.
--- (Prepended with lib/envelope.lua: size, lines, envelope.)
+-- (Prepended with lib/envelope.lua: size, lines, envelope; lib/acked.lua: BITS_CAP,
+-- run_of, bit_of, is_acked.)
 -- KEYS[1] queue, KEYS[2] this consumer's processing list, KEYS[3] consumers set,
 -- KEYS[4] deliveries hash, KEYS[5] errors hash, KEYS[6] the queue's extra-items counter,
 -- KEYS[7] call-id key
@@ -11,10 +12,20 @@
 -- holds is settled), 'some' (the envelopes settled follow the ids) or 'none',
 -- ARGV[7] how many envelopes BLMOVE has just put at the tail of the processing list
 -- (counted as claimed; one that holds more than ARGV[5] items is split), usually 0,
--- ARGV[8] number of runs, then per run: run id and its item ids joined by ','; then
--- (mode 'some') the envelopes to drop from the processing list.
--- (One joined argument instead of one per id: packing arguments costs the client
--- more than splitting them costs Lua.)
+-- ARGV[8] number of runs, then per run three arguments: the run id; its acknowledged
+-- item numbers as ranges 'a-b' joined by ',' (e.g. '0-41,43-99'; numbers canonical
+-- decimal under BITS_CAP; ranges in any order, and a number acknowledged twice in
+-- the batch is in two of them) or ''; its other ids (a number not canonical, or not
+-- under BITS_CAP) joined by ',' or ''; then (mode 'some') the envelopes to drop from
+-- the processing list.
+-- (Ranges: a batch is usually one range, so the client sends a few bytes and Lua
+-- splits nothing per item. Joined arguments instead of one per id: packing
+-- arguments costs the client more than splitting them costs Lua.)
+-- Where acknowledgements go: numbers below the run's produced count (push.lua
+-- raises it before any consumer can see the items) set their bit in
+-- P:run:<run>:bits; the rest, and the other ids, are added to P:run:<run>:acked.
+-- So a made-up id with a huge number costs one set member, never a big bitmap.
+-- An id in neither key counts as new; in either, as a duplicate.
 -- Returns {HLEN deliveries, busy, {envelope...}, whole[, fenced]}: failures pending anywhere,
 -- 1 if the queue may hold more, the envelopes claimed, and whole = 1 when this call
 -- had been applied before (a retry after a lost reply): the envelopes are then
@@ -58,27 +69,114 @@ elseif redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then
 end
 
 local prefix, consumer = ARGV[1], ARGV[2]
+
+-- Run cmd on key with the items of list as arguments, at most 1000 at a time
+-- (unpack has a limit); returns the sum of the replies.
+local function each(cmd, key, list, from, to)
+  local sum = 0
+  for j = from, to, 1000 do
+    sum = sum + redis.call(cmd, key, unpack(list, j, math.min(j + 999, to)))
+  end
+  return sum
+end
+
+-- The ids run:a .. run:b.
+local function ids(run, a, b)
+  local out = {}
+  for n = a, b do
+    out[#out + 1] = run .. ':' .. n
+  end
+  return out
+end
+
+-- Set bits a..b of key; returns how many were already set. Partial bytes at
+-- either end with BITFIELD (u<w> set to all ones), whole bytes between with one
+-- SETRANGE of 0xff bytes (either pads the string with zero bytes as it grows).
+local function mark(key, a, b)
+  local had = redis.call('BITCOUNT', key, a, b, 'BIT')
+  if had == b - a + 1 then return had end
+  local first, last = math.floor(a / 8), math.floor(b / 8)
+  if first == last then
+    redis.call('BITFIELD', key, 'SET', 'u' .. (b - a + 1), a, 2 ^ (b - a + 1) - 1)
+    return had
+  end
+  local edges, from, to = {}, first, last
+  if a % 8 ~= 0 then  -- a starts inside its byte
+    local w = 8 - a % 8
+    edges[#edges + 1], edges[#edges + 2], edges[#edges + 3], edges[#edges + 4] =
+      'SET', 'u' .. w, a, 2 ^ w - 1
+    from = first + 1
+  end
+  if b % 8 ~= 7 then  -- b ends inside its byte
+    local w = b % 8 + 1
+    edges[#edges + 1], edges[#edges + 2], edges[#edges + 3], edges[#edges + 4] =
+      'SET', 'u' .. w, last * 8, 2 ^ w - 1
+    to = last - 1
+  end
+  if to >= from then
+    redis.call('SETRANGE', key, from, string.rep('\255', to - from + 1))
+  end
+  if #edges > 0 then
+    redis.call('BITFIELD', key, unpack(edges))
+  end
+  return had
+end
+
 local i = 9
 for _ = 1, tonumber(ARGV[8]) do
-  local run, ids, k = ARGV[i], {ARGV[i + 1]}, 1
-  if string.find(ARGV[i + 1], ',', 1, true) then  -- more than one id (one: no split)
-    k = 0
-    for id in string.gmatch(ARGV[i + 1], '[^,]+') do
-      k = k + 1
-      ids[k] = id
+  local run, ranges, others = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local base = prefix .. ':run:' .. run
+  -- k acknowledgements, dups of them duplicates; loose: ids for the acked set;
+  -- every: all the ids, built only when failures must be cleared (HDEL).
+  local k, dups, loose, every = 0, 0, {}, {}
+  if ranges ~= '' then
+    -- (HMGET: the consumer's ACL user has it, and it does what HGET would.)
+    local limit = math.min(tonumber(redis.call('HMGET', base, 'produced')[1]) or 0, BITS_CAP)
+    -- The set may hold ids that fit the bitmap: acknowledged before their run
+    -- produced them (made up), or by an older pcq. Those move to the bitmap as
+    -- they are acknowledged again, so no id is in both (a run's count is
+    -- BITCOUNT + SCARD). Usually the set does not exist and this costs one call.
+    local sweep = redis.call('EXISTS', base .. ':acked') == 1
+    for a, b in string.gmatch(ranges, '(%d+)%-(%d+)') do
+      a, b = tonumber(a), tonumber(b)
+      k = k + b - a + 1
+      local top = math.min(b, limit - 1)
+      if a <= top then
+        dups = dups + mark(base .. ':bits', a, top)
+        if sweep then
+          local moved = ids(run, a, top)
+          dups = dups + each('SREM', base .. ':acked', moved, 1, #moved)
+        end
+      end
+      for n = math.max(a, top + 1), b do
+        loose[#loose + 1] = run .. ':' .. n
+      end
+      if failures > 0 then
+        for n = a, b do
+          every[#every + 1] = run .. ':' .. n
+        end
+      end
     end
   end
-  -- The run's acked set: SADD returns how many ids were new; the rest were duplicates.
-  local added = redis.call('SADD', prefix .. ':run:' .. run .. ':acked', unpack(ids))
-  redis.call('HINCRBY', prefix .. ':run:' .. run .. ':by', consumer, k)
-  if added < k then
-    redis.call('HINCRBY', prefix .. ':run:' .. run, 'duplicates', k - added)
+  if others ~= '' then
+    for id in string.gmatch(others, '[^,]+') do
+      k = k + 1
+      loose[#loose + 1] = id
+      every[#every + 1] = id
+    end
   end
-  if failures > 0 then
-    redis.call('HDEL', KEYS[4], unpack(ids))
-    redis.call('HDEL', KEYS[5], unpack(ids))
+  if #loose > 0 then
+    dups = dups + #loose - each('SADD', base .. ':acked', loose, 1, #loose)
   end
-  i = i + 2
+  redis.call('HINCRBY', base .. ':by', consumer, k)
+  if dups > 0 then
+    redis.call('HINCRBY', base, 'duplicates', dups)
+  end
+  if failures > 0 and #every > 0 then
+    each('HDEL', KEYS[4], every, 1, #every)
+    each('HDEL', KEYS[5], every, 1, #every)
+  end
+  i = i + 3
 end
 if fenced then
   return {failures, 1, {}, 0, 1}
@@ -93,8 +191,8 @@ if rolled_back then
     for _, raw in ipairs(lines(elements[e])) do
       local ok, p = pcall(cjson.decode, raw)
       local id = ok and type(p) == 'table' and type(p.id) == 'string' and p.id or nil
-      local run = id and (string.match(id, '^(.*):%d+$') or '') or ''
-      if not id or redis.call('SISMEMBER', prefix .. ':run:' .. run .. ':acked', id) == 0 then
+      local run = id and run_of(id) or ''
+      if not id or not is_acked(prefix, id) then
         kept[#kept + 1] = raw
         if id then
           redis.call('HINCRBY', prefix .. ':run:' .. run, 'redelivered', 1)

@@ -1,7 +1,7 @@
 #!lua flags=allow-oom
 -- Give the in-flight items of dead consumers (heartbeat expired) back to the queue.
 -- allow-oom: a dead consumer's items must come back even on a full Redis.
--- (Prepended with lib/envelope.lua: size, lines, envelope.)
+-- (Prepended with lib/envelope.lua: size, lines, envelope; lib/acked.lua: run_of, is_acked.)
 -- KEYS[1] consumers set, KEYS[2] queue, KEYS[3] deliveries, KEYS[4] errors, KEYS[5] dead,
 -- KEYS[6] stats, KEYS[7] the queue's extra-items counter
 -- ARGV[1] prefix, ARGV[2] max deliveries, ARGV[3] now (seconds, 3 decimals),
@@ -9,9 +9,9 @@
 -- ARGV[6] a consumer reaped whatever its heartbeat says, or '': the previous process
 -- that had the caller's id (a restarted container keeps its hostname and pid)
 -- Returns {consumers reaped, items requeued, items dead-lettered}.
--- Each envelope is opened: an item already in its run's acked set was handled (the
--- consumer died before the rest of its envelope was settled) and is dropped; the
--- others go back to the head (an envelope's in one envelope), or to the dead list one by one.
+-- Each envelope is opened: an item already acknowledged (its run's bitmap or acked
+-- set) was handled (the consumer died before the rest of its envelope was settled)
+-- and is dropped; the others go back to the head (an envelope's in one envelope), or to the dead list one by one.
 -- Payloads are only read (cjson.decode for the id), never re-encoded.
 local prefix, max = ARGV[1], tonumber(ARGV[2])
 local cap = tonumber(ARGV[5])
@@ -33,8 +33,8 @@ for _, c in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       backs[#backs + 1] = back
       for _, raw in ipairs(lines(element)) do
         local id = id_of(raw)
-        local run = id and (string.match(id, '^(.*):%d+$') or '') or ''
-        if id and redis.call('SISMEMBER', prefix .. ':run:' .. run .. ':acked', id) == 1 then
+        local run = id and run_of(id) or ''
+        if id and is_acked(prefix, id) then
           -- handled and acknowledged: nothing to deliver again
         else
           local f = 0
