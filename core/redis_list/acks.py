@@ -10,7 +10,6 @@ from the processing list) -- or goes alone after 0.5 s
 
 from __future__ import annotations
 
-from itertools import accumulate
 from typing import Any
 
 from pcq.core.redis_common.keys import BITS_CAP
@@ -81,13 +80,9 @@ class AckBuffer:
                     if n < BITS_CAP:
                         return [1, run, f"{n}-{n}", ""]
                 return _by_run_slow(ids)
-            joined = ",".join(ids)
-            one = _one_range(ids, joined, run, first)
+            one = _one_range(ids, run, first)
             if one is not None:
                 return [1, run, one, ""]
-            split = _segments(ids, joined, run)
-            if split is not None:
-                return [1, run, *split]
         return _by_run_slow(ids)
 
     def clear(self) -> None:
@@ -128,15 +123,14 @@ def _by_run_slow(ids: list[str]) -> list[Any]:
     return out
 
 
-def _one_range(ids: list[str], joined: str, run: str, first: str) -> str | None:
-    """``"a-b"`` when ``ids`` (``joined`` by ``","``) are exactly ``<run>:a`` ... ``<run>:b``
-    in order, else ``None``.
+def _one_range(ids: list[str], run: str, first: str) -> str | None:
+    """``"a-b"`` when ``ids`` are exactly ``<run>:a`` ... ``<run>:b`` in order, else ``None``.
 
-    The usual batch, checked with one compare against cached text rather than
-    by parsing every id. The expected text has one ``","`` between ids (none in
-    ``run``), so an equal ``joined`` proves no id holds a ``","``: the ids are
-    those, each with a canonical number (``int()`` takes more, e.g. ``"+1"``
-    or ``"01"``: the compare refuses those).
+    The usual batch. Checked with one compare of the ids joined against the
+    text those ids would have (``map(str, range)`` formats it in C), not by
+    parsing every id: 100 ids cost about 0.06 us each. An equal text also
+    proves each number canonical (``int()`` takes more, e.g. ``"+1"`` or
+    ``"01"``) and no id holding a ``","``.
     """
     try:
         lo, hi = int(first), int(ids[-1][len(run) + 1 :])
@@ -144,108 +138,5 @@ def _one_range(ids: list[str], joined: str, run: str, first: str) -> str | None:
         return None
     if hi - lo + 1 != len(ids) or lo < 0 or hi >= BITS_CAP:
         return None
-    index, i = divmod(lo, _BLOCK)
-    if hi < (index + 2) * _BLOCK:  # usually: within one block, compared in place
-        text, starts = _BLOCKS.get((run, index)) or _block(run, index)
-        start = starts[i]
-        if starts[hi - index * _BLOCK + 1] - 1 - start != len(joined):
-            return None
-        ok = text.startswith(joined, start)
-    else:
-        ok = joined == _expected(run, lo, hi)
-    return f"{lo}-{hi}" if ok else None
-
-
-def _segments(ids: list[str], joined: str, run: str) -> tuple[str, str] | None:
-    """``(ranges, other ids)`` when every id is ``run``'s, else ``None``.
-
-    For batches that are not one range (gaps, items out of order, an odd id):
-    each stretch of ids ``<run>:n, <run>:n+1, ...`` is found by a binary search
-    of compares against the cached text, not id by id.
-    """
-    if joined.count(",") != len(ids) - 1:  # some id holds a ",": the compares would lie
-        return None
-    head = run + ":"
-    cut, count = len(head), len(ids)
-    ranges: list[str] = []
-    others: list[str] = []
-    at = pos = 0  # ids[at] starts at joined[pos]
-    while at < count:
-        item_id = ids[at]
-        tail = item_id[cut:]
-        if not item_id.startswith(head):
-            return None
-        if not (tail.isdigit() and tail.isascii()) or (tail[0] == "0" and tail != "0") or (
-            int(tail) >= BITS_CAP
-        ):
-            others.append(item_id)
-            at, pos = at + 1, pos + len(item_id) + 1
-            continue
-        n = int(tail)
-        index, i = divmod(n, _BLOCK)
-        text, starts = _BLOCKS.get((run, index)) or _block(run, index)
-        first = starts[i]
-        good = _stretch(ids, at, joined, pos, text, starts, i,
-                        min(count - at, 2 * _BLOCK - i, BITS_CAP - n))  # fmt: skip
-        ranges.append(f"{n}-{n + good - 1}")
-        at, pos = at + good, pos + starts[i + good] - first
-    return ",".join(ranges), ",".join(others)
-
-
-def _stretch(ids: list[str], at: int, joined: str, pos: int, text: str, starts: list[int],
-             i: int, most: int) -> int:  # fmt: skip
-    """How many ids from ``ids[at]`` (at ``joined[pos]``) read on as the block ``text``
-    does from its id ``i`` (which ``ids[at]`` is), at most ``most``."""
-    first = starts[i]
-    end = len(joined)
-
-    def matches(k: int) -> bool:  # ids[at : at + k] are the block's ids i .. i+k-1
-        stop = pos + starts[i + k] - 1 - first
-        return (stop == end or (stop < end and joined[stop] == ",")) and joined.startswith(
-            text[first : starts[i + k] - 1], pos
-        )
-
-    # Guess by the stretch's last id alone (exact when the ids ascend without
-    # repeats), check the guess with one compare; else search by whole compares.
-    good, bad = 1, most + 1
-    while bad - good > 1:
-        k = (good + bad) // 2
-        if ids[at + k - 1] == text[starts[i + k - 1] : starts[i + k] - 1]:
-            good = k
-        else:
-            bad = k
-    if good > 1 and not matches(good):
-        good, bad = 1, good
-        while bad - good > 1:
-            k = (good + bad) // 2
-            good, bad = (k, bad) if matches(k) else (good, k)
-    return good
-
-
-# Block k of cached text holds the ids from k * _BLOCK to (k + 2) * _BLOCK - 1, so
-# every range of up to _BLOCK + 1 ids lies in the block where it starts.
-_BLOCK = 1024
-_BLOCKS: dict[tuple[str, int], tuple[str, list[int]]] = {}  # (run, block) -> _block()
-
-
-def _block(run: str, index: int) -> tuple[str, list[int]]:
-    """``"<run>:n,<run>:n+1,...,"`` for the block's numbers, and where each id starts."""
-    ids = [f"{run}:{n}," for n in range(index * _BLOCK, (index + 2) * _BLOCK)]
-    block = "".join(ids), list(accumulate((len(t) for t in ids), initial=0))
-    if len(_BLOCKS) >= 16:  # a consumer sees a few runs at a time: keep the memory small
-        _BLOCKS.clear()
-    _BLOCKS[(run, index)] = block
-    return block
-
-
-def _expected(run: str, lo: int, hi: int) -> str:
-    """``"<run>:lo,...,<run>:hi"``, cut from cached blocks (formatting ids costs more)."""
-    parts = []
-    n = lo
-    while n <= hi:
-        index, i = divmod(n, _BLOCK)
-        j = min(hi - index * _BLOCK, 2 * _BLOCK - 1) + 1
-        text, starts = _BLOCKS.get((run, index)) or _block(run, index)
-        parts.append(text[starts[i] : starts[j]])
-        n = index * _BLOCK + j
-    return "".join(parts)[:-1]
+    expected = f"{run}:" + f",{run}:".join(map(str, range(lo, hi + 1)))
+    return f"{lo}-{hi}" if ",".join(ids) == expected else None

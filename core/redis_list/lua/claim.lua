@@ -89,10 +89,14 @@ local function ids(run, a, b)
   return out
 end
 
--- Set bits a..b of key; returns how many were already set. Partial bytes at
+-- Set bits a..b of key; returns how many were already set. One bit: SETBIT.
+-- Partial bytes at
 -- either end with BITFIELD (u<w> set to all ones), whole bytes between with one
 -- SETRANGE of 0xff bytes (either pads the string with zero bytes as it grows).
 local function mark(key, a, b)
+  if a == b then  -- one by one: SETBIT says whether the bit was set, in one call
+    return redis.call('SETBIT', key, a, 1)
+  end
   local had = redis.call('BITCOUNT', key, a, b, 'BIT')
   if had == b - a + 1 then return had end
   local first, last = math.floor(a / 8), math.floor(b / 8)
