@@ -31,7 +31,6 @@ rejoins (the same way it started) at its next :meth:`~ListConsumer.get`.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -49,7 +48,7 @@ from pcq.core.redis_list.claims import Claims
 from pcq.core.redis_list.dead_letters import retain
 from pcq.core.redis_list.envelope import pack
 from pcq.core.redis_list.health import HealthFile
-from pcq.core.redis_list.heartbeat import Heartbeat
+from pcq.core.redis_list.heartbeat import Heartbeat, consumer_beat
 from pcq.core.redis_list.held import ACKED, Envelope, Held
 from pcq.core.redis_list.lease import Lease
 from pcq.core.redis_list.link import ListLink, Notify
@@ -140,17 +139,11 @@ class ListConsumer:
 
         Only ``join`` registers: a plain beat of a consumer that was reaped
         writes nothing and marks the lease lost (:mod:`pcq.core.redis_list.lease`).
-        The value carries the acknowledgement count now and ~10 s ago, so
-        ``pcq status`` reads a rate in one look.
         """
         started = time.monotonic()
         k, ttl, now, acked = self.keys, self.settings.heartbeat_ttl, time.time(), self.acked
         self.rates.add(now, acked)
-        since_at, since = self.rates.oldest
-        value = json.dumps(
-            {"host": socket.gethostname(), "pid": os.getpid(), "ttl": ttl, "at": now,
-             "acked": acked, "since": [round(since_at, 3), since]}
-        )
+        value = consumer_beat(ttl, now, acked, self.rates.oldest)
         # beat.lua, not MULTI: it runs on a full Redis (allow-oom), so a busy
         # consumer is never taken for dead there.
         written = self._scripts.beat([k.heartbeat(self.consumer), k.consumers],
@@ -210,12 +203,7 @@ class ListConsumer:
         return reaped, requeued, dead
 
     def _retain(self) -> None:
-        """Trim the dead-letter list to its retention caps (counted; a line when trimmed)."""
-        trimmed = retain(self._scripts, self.keys, self.settings, time.time())
-        if trimmed:
-            self.notify(f"dead letters: {trimmed} oldest trimmed by retention "
-                        f"(PCQ_DEAD_MAX {self.settings.dead_max}, "
-                        f"PCQ_DEAD_MAX_AGE {self.settings.dead_max_age}s)")  # fmt: skip
+        retain(self._scripts, self.keys, self.settings, time.time(), say=self.notify)
 
     # The Consumer role -----------------------------------------------------------
     def get(self, timeout: float) -> Sequence[Item] | None:
@@ -266,8 +254,8 @@ class ListConsumer:
     def drained(self) -> bool:
         """True when no stream is open and no item is queued or in flight."""
         k = self.keys
-        keys = [k.runs, k.open, k.queue, k.consumers]
-        return bool(self._retry(self._scripts.drained, keys, [k.prefix, f"{time.time():.3f}"]))
+        args = [k.prefix, f"{time.time():.3f}"]
+        return bool(self._retry(self._scripts.drained, [k.runs, k.open, k.queue, k.consumers], args))
 
     def ack(self, item: Item) -> None:
         """Buffer the acknowledgement; it is sent with the next claim (or within 0.5 s)."""
@@ -276,7 +264,7 @@ class ListConsumer:
         envelope.states[index] = ACKED
         envelope.open -= 1
         acks = self._acks
-        if not envelope.open:
+        if not envelope.open:  # (Held.settle's work, inline: this runs per item)
             self._held.drop(envelope)
             acks.envelope_settled(envelope)
         acks.add(item.id, now)
@@ -288,23 +276,15 @@ class ListConsumer:
     def ack_many(self, items: Sequence[Item]) -> None:
         """Buffer the acknowledgements of a batch's handled items (``AckMode.BATCH``).
 
-        What :meth:`ack` does, with the per-call work done once per batch: in
-        batches of 100 the consumer's CPU went from 2.25-2.36 to 2.01-2.20 us
-        per item (in-process, ``docs/benchmarks.md``, "Redis list"). They are
-        sent at once when the items took ``ACK_AT_ONCE_AFTER`` each on average,
-        as :meth:`ack` does for one.
+        :meth:`ack` once per batch (of 100: 2.25-2.36 -> 2.01-2.20 us of consumer CPU per
+        item, in-process); sent at once if the items took ``ACK_AT_ONCE_AFTER`` each.
         """
         if not items:
             return
         now = time.monotonic()
         ids = [item.id for item in items]
-        acks, held = self._acks, self._held
-        for envelope, index in held.take_many(ids, self.consumer):
-            envelope.states[index] = ACKED
-            envelope.open -= 1
-            if not envelope.open:
-                held.drop(envelope)
-                acks.envelope_settled(envelope)
+        acks = self._acks
+        acks.settled += self._held.settle(ids, self.consumer)
         acks.add_many(ids, now)
         self.acked += len(ids)
         took, self._last_settled = now - self._last_settled, now

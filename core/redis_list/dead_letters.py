@@ -30,7 +30,7 @@ element, exactly as the producer pushed it (the record keeps it byte for byte).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import redis
 
@@ -131,10 +131,18 @@ def purge(client: redis.Redis, keys: Keys, letters: Sequence[DeadLetter]) -> int
     return removed
 
 
-def retain(scripts: Scripts, keys: Keys, settings: RedisSettings, now: float) -> int:
-    """Apply the retention caps (``dead_max``, ``dead_max_age``); return records trimmed."""
+def retain(scripts: Scripts, keys: Keys, settings: RedisSettings, now: float,
+           say: Callable[[str], object] | None = None) -> int:  # fmt: skip
+    """Apply the retention caps (``dead_max``, ``dead_max_age``); return records trimmed.
+
+    ``say`` gets one line when records were trimmed (a consumer's console).
+    """
     cutoff = now - settings.dead_max_age if settings.dead_max_age else 0
     by_count, by_age = scripts.retain(
         [keys.dead, keys.stats], [settings.dead_max, f"{cutoff:.3f}", AGE_LOOK]
     )
-    return int(by_count) + int(by_age)
+    trimmed = int(by_count) + int(by_age)
+    if trimmed and say is not None:
+        say(f"dead letters: {trimmed} oldest trimmed by retention (PCQ_DEAD_MAX "
+            f"{settings.dead_max}, PCQ_DEAD_MAX_AGE {settings.dead_max_age}s)")  # fmt: skip
+    return trimmed

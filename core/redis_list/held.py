@@ -122,6 +122,18 @@ class Held:
             raise PcqError(f"item {missing} is not held by consumer {consumer}")
         return places  # type: ignore[return-value]  # no None left
 
+    def settle(self, item_ids: list[str], consumer: str) -> list[Envelope]:
+        """Mark these items acknowledged (all or none: PcqError if one is not held);
+        return the envelopes left with none open, no longer held."""
+        done = []
+        for envelope, index in self.take_many(item_ids, consumer):
+            envelope.states[index] = ACKED
+            envelope.open -= 1
+            if not envelope.open:
+                self.envelopes.remove(envelope)
+                done.append(envelope)
+        return done
+
     def drop(self, envelope: Envelope) -> None:
         """Forget a fully settled envelope."""
         self.envelopes.remove(envelope)
