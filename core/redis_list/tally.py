@@ -43,7 +43,8 @@ def retire_run(client: redis.Redis, keys: Keys, run: str, ttl: int) -> None:
 
     A run's acked bitmap holds one bit per item, and its sets an id each (a
     million-item run: 125 kB and more), so once its producer has read the final
-    tally the run's hash, bitmap and sets get a TTL, and the ``runs`` index drops runs that started more than ``ttl`` ago.
+    tally the run's hash, bitmap and sets get a TTL, and the ``runs`` index
+    drops runs that started more than ``ttl`` ago.
     A run whose producer died before that keeps its keys (nobody read its
     tally yet); ``ttl`` 0 keeps everything.
     """
