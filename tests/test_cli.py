@@ -41,6 +41,19 @@ def test_every_command_module_registers_a_command() -> None:
     assert len(COMMANDS) >= len(cli.COMMAND_MODULES)
 
 
+@pytest.mark.parametrize("name", sorted({**cli.LOCAL_COMMANDS, **cli.TOOL_COMMANDS}))
+def test_a_core_command_is_built_from_its_own_module_alone(name: str) -> None:
+    # `pcq NAME` imports only the module the table names for NAME (start-up):
+    # that module must register NAME.
+    modules = cli._modules_for([name, "--help"])
+    assert len(modules) == 1
+    assert name in getattr(typer.main.get_command(cli.build_app(modules)), "commands", {})
+
+
+def test_every_command_is_in_the_table_or_a_role() -> None:
+    assert set(COMMANDS) == {*cli.LOCAL_COMMANDS, *cli.TOOL_COMMANDS, *cli._roles()}
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(capsys, command, "--help")

@@ -17,9 +17,10 @@ meaningful exit code (2 for usage errors), never a traceback.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
-from importlib.metadata import entry_points
+from typing import Any
 
 import typer
 
@@ -32,11 +33,15 @@ from pcq.core.errors import PcqError
 
 __all__ = ["COMMAND_GROUP", "COMMAND_MODULES", "app", "build_app", "main"]
 
-# Core's own command modules (each defines ``register(app: typer.Typer)``): the
-# local demos come first in ``--help``, then the roles' commands, then the tools.
-LOCAL_COMMANDS = ("pcq.core.cli.fork", "pcq.core.cli.local")
-TOOL_COMMANDS = ("pcq.core.cli.compare", "pcq.core.cli.status", "pcq.core.cli.dead",
-                 "pcq.core.cli.dashboard")
+# Core's own commands, by name -> the module that registers them (each defines
+# ``register(app: typer.Typer)``): the local demos come first in ``--help``, then
+# the roles' commands, then the tools. ``pcq NAME ...`` imports NAME's module
+# alone (:func:`_modules_for`); ``tests/test_cli.py`` checks this table against
+# what each module registers.
+LOCAL_COMMANDS = {"fork": "pcq.core.cli.fork", "local": "pcq.core.cli.local"}
+TOOL_COMMANDS = {"compare": "pcq.core.cli.compare", "status": "pcq.core.cli.status",
+                 "watch": "pcq.core.cli.status", "dead": "pcq.core.cli.dead",
+                 "dashboard": "pcq.core.cli.dashboard"}  # fmt: skip
 COMMAND_GROUP = "pcq.commands"  # entry points: name -> "module:register"
 ROLE_ORDER = ("produce", "consume")  # how --help lists the entry points' commands
 
@@ -48,14 +53,26 @@ def _role_rank(name: str) -> tuple[int, str]:
     return (ROLE_ORDER.index(name) if name in ROLE_ORDER else len(ROLE_ORDER), name)
 
 
-_PLUGINS = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: _role_rank(ep.name))
-#: Every module that adds commands, in ``--help`` order.
-COMMAND_MODULES: tuple[str, ...] = (
-    *LOCAL_COMMANDS, *(ep.module for ep in _PLUGINS), *TOOL_COMMANDS
-)
+@functools.cache
+def _roles() -> dict[str, str]:
+    """The commands that plug in through entry points (the roles): name -> module.
+
+    Read on first use, not on import: scanning the installed distributions costs
+    ~25 ms, which ``pcq local`` (a core command) does without.
+    """
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: _role_rank(ep.name))
+    return {ep.name: ep.module for ep in found}
 
 
-def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
+def _all_modules() -> tuple[str, ...]:
+    """Every module that adds commands, in ``--help`` order."""
+    names = [*LOCAL_COMMANDS.values(), *_roles().values(), *TOOL_COMMANDS.values()]
+    return tuple(dict.fromkeys(names))
+
+
+def build_app(modules: tuple[str, ...] | None = None) -> typer.Typer:
     """The ``pcq`` app with the commands of ``modules`` (default: all of them)."""
     new = typer.Typer(
         name="pcq",
@@ -66,29 +83,37 @@ def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     new.callback()(_root)  # a group even with one command: `pcq consume` keeps its name
-    for name in modules:
+    for name in _all_modules() if modules is None else modules:
         importlib.import_module(name).register(new)
     return new
 
 
 def _modules_for(args: list[str]) -> tuple[str, ...]:
-    """What ``pcq ARGS`` needs: a role's command alone (a long-lived consumer or
-    producer then never loads the local demos, compare or status: ~3.5 MiB of
-    resident memory per consumer, docs/benchmarks.md), else every command."""
-    role = [ep.module for ep in _PLUGINS if args[:1] == [ep.name]]
-    return tuple(role) if role else COMMAND_MODULES
+    """What ``pcq ARGS`` needs: the named command's module alone, else every command.
+
+    A long-lived consumer or producer then never loads the local demos, compare
+    or status (~3.5 MiB of resident memory per consumer, docs/benchmarks.md),
+    and ``pcq local`` starts without the Redis tools (~0.1 s, "Start-up" there).
+    """
+    name = args[0] if args else ""
+    module = LOCAL_COMMANDS.get(name) or TOOL_COMMANDS.get(name)
+    if module is None and name and not name.startswith("-"):
+        module = _roles().get(name)
+    return (module,) if module else _all_modules()
 
 
 _app: list[typer.Typer] = []  # the full app, built on first use of ``app``
 
 
-def __getattr__(name: str) -> typer.Typer:
+def __getattr__(name: str) -> Any:
     # ``app`` (every command) is built when first asked for, not on import: the
     # roles' modules import pcq.core.cli.options, and must not load them all.
     if name == "app":
         if not _app:
             _app.append(build_app())
         return _app[0]
+    if name == "COMMAND_MODULES":  # every module that adds commands, in --help order
+        return _all_modules()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -47,8 +47,14 @@ def stop_helpers() -> None:
     import gc
     from multiprocessing import forkserver, resource_tracker
 
-    gc.collect()  # semaphores unregister from the tracker when collected
     helpers: list[Any] = [forkserver._forkserver, resource_tracker._resource_tracker]
+    try:  # neither started (start method fork): skip the collection, ~10 ms of a big heap
+        server, tracker = helpers
+        if server._forkserver_pid is None and tracker._pid is None:
+            return
+    except AttributeError:  # another Python's internals: collect and stop, as below
+        pass
+    gc.collect()  # semaphores unregister from the tracker when collected
     for helper in helpers:
         try:
             helper._stop()

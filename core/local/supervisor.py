@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter, deque
+from collections import deque
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
@@ -231,15 +231,8 @@ class Supervisor:
     # --------------------------------------------------------- completeness
     def _all_done(self) -> bool:
         """Advance the cursor past done items (amortised: each index read once)."""
-        done, total = self.state.done, self.total
-        while self.cursor < total:
-            chunk = done[self.cursor : min(total, self.cursor + 65536)].tolist()
-            try:
-                self.cursor += chunk.index(0)
-                return False
-            except ValueError:
-                self.cursor += len(chunk)
-        return True
+        self.cursor = self.state.first_undone(self.cursor)
+        return self.cursor >= self.total
 
     def _quiet(self) -> bool:
         """Nothing queued, nothing owed, no consumer holding anything."""
@@ -313,7 +306,7 @@ class Supervisor:
         self.producers.clear()
         self.consumers.clear()
 
-    def _per_consumer(self, counts: Counter[int]) -> dict[int, int]:
+    def _per_consumer(self, counts: dict[int, int]) -> dict[int, int]:
         """Items handled per consumer pid, every consumer ever started (a pid the
         system reused for a replacement adds up)."""
         out: dict[int, int] = {}
@@ -322,7 +315,7 @@ class Supervisor:
         return out
 
     def _result(self, seconds: float) -> LocalResult:
-        counts = Counter(self.state.done[: self.total].tolist())
+        counts = self.state.done_counts(len(self.pids))
         missing = [str(i) for i in range(self.cursor, self.total) if self.state.done[i] == 0]
         return LocalResult(
             planned=self.total,
