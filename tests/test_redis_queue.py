@@ -19,7 +19,7 @@ from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import ListConsumer
 from pcq.core.redis_list.producer import BodyRun, ListProducer, ListRunProducer
 from pcq.core.redis_list.status import queue_status
-from pcq.core.redis_list.tally import read_tally, retire_run
+from pcq.core.redis_list.tally import read_tally, retire_run, wait_for_tally
 from pcq.core.transport import BatchAckConsumer, Consumer, Item, Producer
 
 
@@ -360,3 +360,12 @@ def test_retire_run_expires_its_keys_and_trims_old_runs(
     assert all(0 < t <= 600 for t in ttls), ttls
     assert client.zscore(keys.runs, "ancient") is None  # started an hour ago: forgotten
     assert client.zscore(keys.runs, run) is not None  # this run is still listed
+
+
+def test_wait_for_tally_polls_soon_then_every_poll() -> None:
+    # A run settles soon after its last push: the first waits are short.
+    reads = iter([{"closed": True, "lost": n} for n in (5, 4, 3, 2, 1, 0)])
+    waits: list[float] = []
+    tally = wait_for_tally(lambda: next(reads), timeout=None, wait=waits.append, poll=0.8)
+    assert tally["complete"] is True
+    assert waits == [0.1, 0.2, 0.4, 0.8, 0.8]

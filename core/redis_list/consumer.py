@@ -61,7 +61,7 @@ __all__ = ["ListConsumer", "consumer_id"]
 ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
 # A draining consumer's longest wait for an item before it checks whether the
 # queue is drained (drained.lua): its exit comes this soon after the last item.
-DRAIN_GLANCE = 0.05
+DRAIN_GLANCE = 0.02
 # Prefetch (claim the next batch while handling this one) only for a consumer
 # that handled its previous batch within this many seconds: it holds at most
 # two batches, and the second waits no longer than this for its turn, so a slow

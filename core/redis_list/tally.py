@@ -98,12 +98,17 @@ def wait_for_tally(
 
     Returns the last tally, with ``complete`` telling whether it settled
     (``False`` after ``timeout`` seconds or when ``stop()`` turned true).
+    The first waits are short (``poll`` / 8, doubling up to ``poll``): a run
+    usually settles within tens of milliseconds of its last push, and a
+    fixed 0.1 s step made ``pcq produce`` return up to 0.1 s after that.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    step = poll / 8
     while True:
         tally = read()
         done = tally["closed"] and tally["lost"] <= 0
         if done or stop() or (deadline is not None and time.monotonic() >= deadline):
             tally["complete"] = bool(done)
             return tally
-        wait(poll)
+        wait(step)
+        step = min(poll, step * 2)
