@@ -147,8 +147,8 @@ def entry() -> None:
 
     Tearing down the interpreter (Typer, pydantic, Rich, redis-py and their
     objects) took 35-90 ms of every ``pcq`` process's life, after its work was
-    done (strace of ``pcq consume``; ``pcq local --items 10``: 0.20 against
-    0.25 s of CPU, means of 18 runs, docs/benchmarks.md). Nothing pcq writes
+    done (strace of ``pcq consume``; ``pcq local --items 10``: 0.21 against
+    0.26 s of CPU, means of 18 runs, docs/benchmarks.md). Nothing pcq writes
     needs it: output is flushed here, every file is closed by then (the ledger
     writes straight to its descriptor), the heartbeat thread is stopped and
     the local run's children are joined. An unexpected exception still takes
