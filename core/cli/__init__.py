@@ -21,6 +21,7 @@ import functools
 import importlib
 import os
 import sys
+import threading
 from typing import Any
 
 import typer
@@ -151,8 +152,10 @@ def entry() -> None:
     0.26 s of CPU, means of 18 runs, docs/benchmarks.md). Nothing pcq writes
     needs it: output is flushed here, every file is closed by then (the ledger
     writes straight to its descriptor), the heartbeat thread is stopped and
-    the local run's children are joined. An unexpected exception still takes
-    the ordinary way out, traceback and all.
+    the local run's children are joined. Should a command ever leave a child
+    process or a non-daemon thread behind, the ordinary exit runs instead (it
+    waits for the thread and ends the daemonic children). An unexpected
+    exception takes the ordinary way out too, traceback and all.
     """
     try:
         main()
@@ -163,12 +166,22 @@ def entry() -> None:
         else:  # sys.exit("message"): print it, as Python would
             print(exc.code, file=sys.stderr)
             code = 1
+    if _left_behind():
+        sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (`pcq ... | head`) or stream
             pass
     os._exit(code)
+
+
+def _left_behind() -> bool:
+    """Whether a non-daemon thread or a multiprocessing child is still running."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return True
+    mp = sys.modules.get("multiprocessing")
+    return mp is not None and bool(mp.active_children())
 
 
 if __name__ == "__main__":
