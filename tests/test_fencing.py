@@ -117,6 +117,38 @@ def test_an_acknowledgement_after_the_reap_does_not_bring_the_consumer_back(
     b.close()
 
 
+@pytest.mark.parametrize("noticed_by", ["flush", "beat"])
+def test_a_late_acknowledgement_keeps_the_redelivered_copy_counted(
+    client: redis.Redis, redis_settings: RedisSettings, noticed_by: str
+) -> None:
+    # "a" handled item 0 while paused, but its acknowledgement reaches Redis only
+    # after a reaper requeued the batch (deliveries 1 each). The copy in the queue
+    # is still a redelivery: the late acknowledgement must not wipe its count, or
+    # its next handler would see delivery 1 again (docker pause of Redis, CI).
+    # "flush": the acknowledgement leaves at once (a fenced call); "beat": it waits
+    # in the buffer, a lease check notices the reap, and it leaves with the rejoin.
+    settings = redis_settings.with_overrides(batch=3, heartbeat_ttl=TTL)
+    a, held, keys = claimed_then_expired(client, settings, [])
+    b = ListConsumer(client, settings, consumer="b")
+    b.beat(join=True)
+    assert b.reap() == (1, 3, 0)
+    if noticed_by == "beat":
+        a._last_settled = time.monotonic()  # a quick item: its acknowledgement is buffered
+    a.ack(held[0])
+    if noticed_by == "flush":
+        a.flush()
+        again = b._claims.claim(3)
+    else:
+        assert a._acks.ids, "the acknowledgement left at once"
+        assert not a.holds(held[1])
+        again = a._claim(0.05)  # get() without start(): rejoins (acknowledging), then claims
+    assert is_acked(client, keys, held[0].id)
+    assert sorted(i.id for i in again) == sorted(i.id for i in held)
+    assert {i.id: i.deliveries for i in again} == {i.id: 2 for i in held}
+    a.close()
+    b.close()
+
+
 def test_sigstop_past_the_ttl_mid_batch_handled_twice_at_most_once(
     redis_server: RedisServer, crew: Any
 ) -> None:

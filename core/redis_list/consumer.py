@@ -59,8 +59,7 @@ from pcq.core.transport import Item
 __all__ = ["ListConsumer", "consumer_id"]
 
 ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
-# A draining consumer's wait for an item before it asks drained.lua (Redis ends a timed-out
-# BLMOVE at its next tick, hz 10: the exit comes 0.02-0.1 s after the last item).
+# A draining consumer's wait before it asks drained.lua (a timed-out BLMOVE ends at Redis's next tick).
 DRAIN_GLANCE = 0.02
 # Prefetch (claim the next batch while handling this one) only for a consumer
 # that handled its previous batch within this many seconds: it holds at most
@@ -173,13 +172,14 @@ class ListConsumer:
 
         A reaper normally took everything already; reaping our own id hands
         back whatever is still listed (say, Redis restarted and lost the
-        reaper's work), skipping what is acknowledged. Buffered
-        acknowledgements stay buffered: the items were handled, and the next
-        claim records them (as duplicates if someone handled them again).
+        reaper's work), skipping what is acknowledged. Buffered acknowledgements
+        go first, unregistered: claim.lua records them as a fenced call, which
+        keeps the delivery counts of the copies a reaper requeued.
         """
         self._claims.forget()
         self._held.clear()
         self._acks.settled = []
+        self.flush()
         self._retry(self.beat, True)  # registered again, so reap.lua sees our id
         self._retry(self.reap, self.consumer)
         self.lease.rejoined()

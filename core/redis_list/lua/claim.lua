@@ -36,7 +36,8 @@
 -- next claim finds nothing and the client blocks in BLMOVE). One by one the guess
 -- would be wrong whenever the queue runs dry, so LLEN tells.
 -- fenced (a fifth element, 1) when a reaper had removed this consumer: the call
--- only recorded its acknowledgements (core/redis_list/lease.py).
+-- only recorded its acknowledgements, and left the failure counts of those items
+-- alone (core/redis_list/lease.py).
 -- Every redis.call costs about a microsecond of Redis CPU on top of its work (the
 -- reply round-trips through RESP), so this script makes as few as it can.
 
@@ -176,7 +177,10 @@ for _ = 1, tonumber(ARGV[8]) do
   if dups > 0 then
     redis.call('HINCRBY', base, 'duplicates', dups)
   end
-  if failures > 0 and #every > 0 then
+  -- Fenced: a reaper requeued these items before their acknowledgements came; the
+  -- copies in the queue are redeliveries and keep their counts (the acknowledgement
+  -- of the copy clears them).
+  if failures > 0 and #every > 0 and not fenced then
     each('HDEL', KEYS[4], every, 1, #every)
     each('HDEL', KEYS[5], every, 1, #every)
   end
