@@ -56,6 +56,16 @@ def claimed_then_expired(client: redis.Redis, settings: RedisSettings,
     return a, held, keys
 
 
+def reaped_by_b(client: redis.Redis, settings: RedisSettings
+                ) -> tuple[ListConsumer, list[Item], Keys, ListConsumer]:  # fmt: skip
+    """As :func:`claimed_then_expired`, then consumer "b" reaps "a" (its batch goes back)."""
+    a, held, keys = claimed_then_expired(client, settings, [])
+    b = ListConsumer(client, settings, consumer="b")
+    b.beat(join=True)
+    assert b.reap() == (1, 3, 0)
+    return a, held, keys, b
+
+
 def test_a_reaped_consumer_lets_go_of_its_batch_and_rejoins(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
@@ -103,11 +113,7 @@ def test_an_acknowledgement_after_the_reap_does_not_bring_the_consumer_back(
     # The item in hand when the pause began completes; its acknowledgement is
     # recorded, but the claim carrying it must not register "a" again (that
     # would make the next lease check pass for items already handed out).
-    settings = redis_settings.with_overrides(batch=3, heartbeat_ttl=TTL)
-    a, held, keys = claimed_then_expired(client, settings, [])
-    b = ListConsumer(client, settings, consumer="b")
-    b.beat(join=True)
-    assert b.reap() == (1, 3, 0)
+    a, held, keys, b = reaped_by_b(client, redis_settings.with_overrides(batch=3, heartbeat_ttl=TTL))
     a.ack(held[0])
     a.flush()
     assert is_acked(client, keys, held[0].id)
@@ -127,11 +133,7 @@ def test_a_late_acknowledgement_keeps_the_redelivered_copy_counted(
     # its next handler would see delivery 1 again (docker pause of Redis, CI).
     # "flush": the acknowledgement leaves at once (a fenced call); "beat": it waits
     # in the buffer, a lease check notices the reap, and it leaves with the rejoin.
-    settings = redis_settings.with_overrides(batch=3, heartbeat_ttl=TTL)
-    a, held, keys = claimed_then_expired(client, settings, [])
-    b = ListConsumer(client, settings, consumer="b")
-    b.beat(join=True)
-    assert b.reap() == (1, 3, 0)
+    a, held, keys, b = reaped_by_b(client, redis_settings.with_overrides(batch=3, heartbeat_ttl=TTL))
     if noticed_by == "beat":
         a._last_settled = time.monotonic()  # a quick item: its acknowledgement is buffered
     a.ack(held[0])
