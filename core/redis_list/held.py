@@ -130,7 +130,7 @@ class Held:
             envelope.states[index] = ACKED
             envelope.open -= 1
             if not envelope.open:
-                self.envelopes.remove(envelope)
+                self.drop(envelope)
                 done.append(envelope)
         return done
 
