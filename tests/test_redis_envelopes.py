@@ -20,6 +20,7 @@ from redis_procs import held_items, queued_items
 from pcq.core.pattern import consume, produce
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list.claims import DEPTH
 from pcq.core.redis_list.consumer import ListConsumer
 from pcq.core.redis_list.envelope import pack, size, unpack
 from pcq.core.redis_list.producer import ListProducer
@@ -59,7 +60,7 @@ def test_framing_round_trip() -> None:
 
 
 @pytest.mark.parametrize(("pushed", "claimed"), [(10, 3), (1, 10), (7, 7), (100, 1)])
-def test_any_batch_sizes_meet_and_nobody_holds_more_than_two_batches(
+def test_any_batch_sizes_meet_and_nobody_holds_more_than_its_bound(
     client: redis.Redis, redis_settings: RedisSettings, pushed: int, claimed: int
 ) -> None:
     settings = redis_settings.with_overrides(batch=claimed)
@@ -71,9 +72,9 @@ def test_any_batch_sizes_meet_and_nobody_holds_more_than_two_batches(
     consumer = ListConsumer(client, settings, consumer="c1", drain=True)
 
     def handle(item: Item) -> None:
-        # The bound, whatever the producer's batch was: this batch, and the next one
-        # claimed while it is handled (a fast consumer prefetches).
-        assert held_items(client, k.processing("c1")) <= 2 * claimed
+        # The bound, whatever the producer's batch was: this batch, and the DEPTH
+        # claims in flight while it is handled (a fast consumer prefetches).
+        assert held_items(client, k.processing("c1")) <= (1 + DEPTH) * claimed
         seen.append(item.id)
 
     try:
@@ -186,7 +187,7 @@ def test_a_slow_consumer_holds_one_batch_and_leaves_the_rest_to_others(
     assert read_tally(client, k, run)["consumed"] == 8
 
 
-def test_a_fast_consumer_claims_its_next_batch_while_it_handles_this_one(
+def test_a_fast_consumer_claims_its_next_batches_while_it_handles_this_one(
     client: redis.Redis, redis_settings: RedisSettings
 ) -> None:
     settings, k, run = pushed(client, redis_settings, 2, 7)
@@ -196,12 +197,13 @@ def test_a_fast_consumer_claims_its_next_batch_while_it_handles_this_one(
         for item in consumer.get(0.5) or []:
             consumer.ack(item)
             seen.append(item.id)
-        batch = consumer.get(0.5) or []  # back at once: the next claim goes out now
-        assert held_items(client, k.processing("fast")) == 4
+        batch = consumer.get(0.5) or []  # back at once: the next claims go out now
+        # This batch, and DEPTH more (of the 3 items left: batches of 2, then 1).
+        assert held_items(client, k.processing("fast")) == 2 + min(DEPTH * 2, 3)
         for item in batch:
             consumer.ack(item)
             seen.append(item.id)
-        # Stopped here: close hands back the prefetched batch, nothing is lost.
+        # Stopped here: close hands back the prefetched batches, nothing is lost.
     finally:
         consumer.close()
     assert queued_items(client, settings) == 3 and client.llen(k.processing("fast")) == 0

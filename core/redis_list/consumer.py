@@ -61,10 +61,10 @@ __all__ = ["ListConsumer", "consumer_id"]
 ACK_FLUSH_SECONDS = 0.5  # longest an acknowledgement waits in the buffer
 # A draining consumer's wait before it asks drained.lua (a timed-out BLMOVE ends at Redis's next tick).
 DRAIN_GLANCE = 0.02
-# Prefetch (claim the next batch while handling this one) only for a consumer
-# that handled its previous batch within this many seconds: it holds at most
-# two batches, and the second waits no longer than this for its turn, so a slow
-# consumer never sits on work that an idle one could do.
+# Prefetch (claim the next batches while handling this one, claims.DEPTH in
+# flight) only for a consumer that handled its previous batch within this many
+# seconds: it holds at most 1 + DEPTH batches, each waiting no longer than this
+# per batch ahead of it, so a slow consumer never sits on work an idle one could do.
 PREFETCH_BELOW = 0.05
 # An item that took at least this long is acknowledged at once, not buffered:
 # one round trip (~0.1 ms) is then <= 5% of its time, and a consumer paused or
@@ -214,8 +214,8 @@ class ListConsumer:
         when it left the queue empty, a pipeline of acknowledge, ``BLMOVE``
         (block up to ``timeout`` for one item) and what a claim needs besides.
         A consumer that came back for more within ``PREFETCH_BELOW`` of its
-        previous batch, while the queue holds more, sends its next claim
-        before it handles this batch, so the round trip overlaps the work.
+        previous batch, while the queue holds more, keeps its next claims in
+        flight while it handles this batch, so the round trips overlap the work.
         A draining consumer blocks at most ``DRAIN_GLANCE`` before it asks
         whether the queue is drained, so it leaves soon after the last item.
         """
@@ -237,7 +237,7 @@ class ListConsumer:
             self._rejoin()
         claims, batch = self._claims, self.settings.batch
         claims.land()
-        items, claims.ready = claims.ready, []
+        items, claims.ready = claims.ready[:batch], claims.ready[batch:]
         if not items and claims.busy:
             items = claims.claim(batch)
         if not items and not self.lease.lost:

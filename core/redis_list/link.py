@@ -24,11 +24,11 @@ from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.scripts import Scripts
 from pcq.core.redis_list.wire import Wire
 
-__all__ = ["ListLink", "Notify"]
+__all__ = ["SEND_AGAIN", "ListLink", "Notify"]
 
 Notify = Callable[[str], None]
-# A prefetched reply that did not come, or came as NOSCRIPT: claim again, synchronously.
-_SEND_AGAIN: tuple[type[Exception], ...] = (*RETRYABLE, NoScriptError)
+# A reply in flight that did not come, or came as NOSCRIPT: run the call again, synchronously.
+SEND_AGAIN: tuple[type[Exception], ...] = (*RETRYABLE, NoScriptError)
 
 
 class ListLink:
@@ -65,27 +65,30 @@ class ListLink:
         """Send ``commands`` in one round trip on the Wire, retried (scripts reloaded)."""
         return self.retry.call(self.scripts.reloading, lambda: self.wire.execute(commands))
 
-    def send(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Callable[[], Any]:
-        """Send script ``name`` on the Wire now; return what reads its reply later.
+    def send(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> bool:
+        """Send script ``name`` on the Wire now; :meth:`receive` reads its reply later.
 
-        The reader waits for the reply, and on any trouble (connection lost,
-        NOSCRIPT after a Redis restart, a send that failed) runs the same call
-        again the synchronous way, through outages: callers only send calls
-        that are safe to repeat (the claim script's call numbers).
+        Replies come back in the order the calls went out. Returns False when
+        the send failed: the Wire dropped its connection, and with it the
+        replies still awaited, so the caller runs what it had in flight again
+        the synchronous way (:meth:`eval`), as after any error :meth:`receive`
+        raises of ``SEND_AGAIN``. Only for calls that are safe to repeat (the
+        claim script's call numbers).
         """
-        command = self.scripts.command(name, keys, args)
         try:
-            self.wire.send([command])
+            self.wire.send([self.scripts.command(name, keys, args)])
         except RETRYABLE:
-            return lambda: self.eval(name, keys, args)
+            return False
+        return True
 
-        def receive() -> Any:
-            try:
-                return self.wire.receive(1)[0]
-            except _SEND_AGAIN:
-                return self.eval(name, keys, args)
+    def receive(self) -> Any:
+        """The reply of the oldest call :meth:`send` sent and nobody read yet.
 
-        return receive
+        Raises:
+            One of ``SEND_AGAIN``: the reply is lost (connection trouble, or
+                NOSCRIPT after a Redis restart); run the call again.
+        """
+        return self.wire.receive(1)[0]
 
     def close(self) -> None:
         """Hand the Wire's connection back to the client's pool."""

@@ -62,6 +62,7 @@ class Wire:
         self._pool = client.connection_pool
         self._retry = client.get_retry()
         self._conn: Connection | None = None
+        self.unread = 0  # commands sent whose replies are not read yet
 
     def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Send ``commands`` pipelined; return their replies.
@@ -95,8 +96,9 @@ class Wire:
             # argument in Python (100 payloads per push, 100 ids per ack).
             conn.send_packed_command([b"".join([_pack(tuple(c)) for c in commands])])
         except BaseException:
-            conn.disconnect()  # half a conversation: start the next one afresh
+            self.drop()  # half a conversation: start the next one afresh
             raise
+        self.unread += len(commands)
 
     def receive(self, count: int) -> list[Any]:
         """Read the replies of the ``count`` commands sent last.
@@ -105,8 +107,9 @@ class Wire:
             ResponseError: the first error reply (after all replies were read).
         """
         conn = self._conn
-        if conn is None:
-            raise redis.ConnectionError("nothing was sent on this Wire")  # retried: sent again
+        if conn is None or self.unread < count:
+            # Dropped since (its replies went with the connection): retried, sent again.
+            raise redis.ConnectionError("no reply is awaited on this Wire")
         replies: list[Any] = []
         error: ResponseError | None = None
         try:
@@ -116,8 +119,9 @@ class Wire:
                 except ResponseError as exc:  # NOSCRIPT, WRONGTYPE...: the reply is read
                     replies.append(exc)
                     error = error or exc
+                self.unread -= 1
         except BaseException:
-            conn.disconnect()  # half a conversation: start the next one afresh
+            self.drop()  # half a conversation: start the next one afresh
             raise
         if error is not None:
             raise error
@@ -129,8 +133,20 @@ class Wire:
         except TypeError:  # an older redis-py wants a command name (newer ones warn if given)
             return self._pool.get_connection("EVALSHA")  # type: ignore[call-arg,unused-ignore]
 
-    def close(self) -> None:
-        """Hand the connection back to the pool."""
+    def drop(self) -> None:
+        """Disconnect: every reply still awaited is discarded with the connection.
+
+        The next :meth:`send` connects again. For a caller that cannot read
+        the replies of what it sent (an error in between, a shutdown).
+        """
         if self._conn is not None:
+            self._conn.disconnect()
+        self.unread = 0
+
+    def close(self) -> None:
+        """Hand the connection back to the pool (dropped first if a reply is still awaited)."""
+        if self._conn is not None:
+            if self.unread:
+                self.drop()  # never hand the next user someone else's replies
             self._pool.release(self._conn)
             self._conn = None
