@@ -13,9 +13,9 @@ Redis ``used_memory`` and each consumer's RSS. It passes when:
   under ``--rss-cap-mb``.
 
 The caps are design limits, not measurements: Redis holds at most the
-high-water mark of payloads plus each run's ledger set (one member per item:
-~80 bytes each, so ~80 MB for a million items -- the dominant term), and a
-consumer holds one batch.
+high-water mark of payloads plus each run's acked bitmap (one bit per item:
+125 kB for a million items), and a consumer holds at most 1 + ``claims.DEPTH``
+batches (the one it handles and those claimed ahead).
 
 Usage: ``python benchmarks/soak_redis.py [--items 1000000] [--consumers 4] [--json]``
 (``PCQ_SOAK_ITEMS`` overrides the default size; CI runs a small one).
