@@ -140,7 +140,7 @@ class ListProducer:
         self._seq += 1
         keys = [self.keys.queue, self.keys.run(run), self.keys.queue_extra]
         args: list[bytes | str | int] = [s.high_water, s.high_water_bytes, self._seq, len(raws),
-                                         pack(raws)]  # fmt: skip
+                                         pack(raws), self._seq]  # fmt: skip
         deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
         pause = 0.005
         while True:
