@@ -85,7 +85,8 @@ class Wire:
         """Send ``commands`` without waiting; :meth:`receive` reads their replies.
 
         Used alone by a consumer's prefetch (its next claim travels while it
-        handles the current batch); nothing else may use the Wire in between.
+        handles the current batch) and by a producer's pushes in flight
+        (:mod:`pcq.core.redis_list.pushes`); nothing else may use the Wire in between.
         """
         conn = self._conn
         if conn is None:
@@ -128,6 +129,11 @@ class Wire:
             return self._pool.get_connection()
         except TypeError:  # an older redis-py wants a command name (newer ones warn if given)
             return self._pool.get_connection("EVALSHA")  # type: ignore[call-arg,unused-ignore]
+
+    def drop(self) -> None:
+        """Disconnect, discarding every reply not read yet (the next send reconnects)."""
+        if self._conn is not None:
+            self._conn.disconnect()
 
     def close(self) -> None:
         """Hand the connection back to the pool."""
