@@ -151,6 +151,11 @@ class ListProducer:
         """Wait until every batch sent is confirmed (their ``done`` called); raises as :meth:`put`."""
         self._pushes.flush()
 
+    @property
+    def unconfirmed(self) -> int:
+        """Batches sent whose confirmation has not been read yet (at most ``WINDOW``)."""
+        return self._pushes.unconfirmed
+
     def end_stream(self) -> None:
         """Wait until every batch is confirmed, then close this producer's stream.
 
