@@ -170,7 +170,7 @@ def test_producer_sigkilled_mid_batch_nothing_half_written(
     assert team.stop_consumers() == [0, 0], team.logs()[-3000:]
     handled = team.ledger.handled_ids()
 
-    print(f"acknowledged {len(acked_ids)}, pushed {pushed}, tally {tally}")
+    print(f"confirmed {len(acked_ids)}, pushed {pushed}, tally {tally}")
     # Whole batches only: what is in Redis is ids 0..pushed-1, a multiple of the batch.
     assert pushed % batch == 0, pushed
     assert handled == {f"{run}:{n}" for n in range(pushed)}
