@@ -245,9 +245,9 @@ class Pushes:
     def _confirm_oldest(self) -> None:
         """Read the oldest reply: confirm that push, or recover from its refusal."""
         try:
-            status = self.wire.receive(1)[0][0]
+            status, length = self.wire.receive(1)[0]
         except ResponseError:  # NOSCRIPT, OOM: this reply is read, the others are not
-            status = None
+            status = length = None
         except redis.RedisError:  # the Wire dropped its connection: no reply left to read
             self.wire.drop()
             self._recover()
@@ -256,7 +256,7 @@ class Pushes:
             self._confirm()
             return
         self._discard_rest()
-        self._recover()
+        self._recover(no_room=int(length) if status == 0 else None)
 
     def _confirm(self) -> None:
         push = self._pending.popleft()  # first: a failing callback is not called twice
@@ -274,16 +274,22 @@ class Pushes:
             except redis.RedisError:
                 self.wire.drop()
 
-    def _recover(self) -> None:
+    def _recover(self, no_room: int | None = None) -> None:
         """Send every unconfirmed push again, in order, until all are confirmed.
 
         Synchronous, through the link's retrier (outages, NOSCRIPT) and the
-        backpressure waits. If it gives up, the unconfirmed pushes are dropped:
-        a later flush does not wait for them again.
+        backpressure waits; ``no_room``: the oldest was refused for room, at
+        that queue length (so the first resend comes after a pause, and
+        alone). If it gives up, the unconfirmed pushes are dropped: a later
+        flush does not wait for them again.
         """
         link = self.link
-        self._probing = False  # the first round sends them all: a lost connection costs one
+        # After trouble the first round sends them all (a lost connection costs
+        # one round trip); after a refusal for room, the oldest alone.
+        self._probing = no_room is not None
         try:
+            if no_room is not None:
+                self.backpressure.no_room(no_room)
             while self._pending:
                 oldest = self._pending[0].seq
                 length = self.backpressure.while_full(
