@@ -74,9 +74,11 @@ def test_a_killed_connection_is_reopened_without_duplicates(
         run = producer.open_run()
         kills = 0
         for start in range(0, 50, 10):
-            producer.put(items(run, start, 10))  # sent; its reply is read later
+            # Confirmed before each kill, so the next push finds its connection
+            # dead (kills with pushes in flight: tests/test_redis_pushes.py).
+            producer.put(items(run, start, 10))
+            producer.flush()
             kills += client.client_kill_filter(_type="normal", skipme=True)  # all but this one
-        producer.flush()
         seen = drain_all(consumer, 25)
         kills += client.client_kill_filter(_type="normal", skipme=True)
         seen += drain_all(consumer, 25)
