@@ -17,9 +17,14 @@ behind it, and the window is sent again from the refused one::
     send 7 (floor 5)  -------->   7: 7 > floor, last 5 != 6    -> {3} gap
     read 5: confirmed, done(5)
     read 6: refused -> read 7's reply (discarded), then recover:
-      wait for room, send 6 (floor 6), 7 (floor 6) in one round trip
-                      -------->   6 applied {1}, 7 applied {1}
-    read 6, 7: confirmed, done(6), done(7)
+      pause, send 6 (floor 6) alone  -->   6 applied               -> {1}
+      read 6: confirmed, done(6)
+      send 7 (floor 7)  -------------->   7 applied               -> {1}
+      read 7: confirmed, done(7)
+
+(After a lost connection or NOSCRIPT the recovery sends every unconfirmed
+push at once, with the oldest as floor; after a refusal for room or memory,
+the oldest alone until it goes in.)
 
 Why exactly once: the run hash keeps the last applied sequence number, and a
 push at or below it is not applied again (status 2, confirmed): resending
