@@ -100,9 +100,9 @@ def envelopes(r: redis.Redis, calls: int) -> None:
 
 
 def _push_call(sha: str) -> Callable[[Any, int], None]:
-    """Call ``sha`` with push.lua's keys and arguments (batch sequence number ``i + 1``)."""
+    """Call ``sha`` with push.lua's keys and arguments (batch sequence number and floor ``i + 1``)."""
     def add(pipe: Any, i: int) -> None:
-        pipe.evalsha(sha, 3, "q", "run", "extra", 10**9, 0, i + 1, 100, ENVELOPE)
+        pipe.evalsha(sha, 3, "q", "run", "extra", 10**9, 0, i + 1, 100, ENVELOPE, i + 1)
 
     return add
 

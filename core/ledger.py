@@ -5,8 +5,10 @@ shared memory). An audit that only read those would trust the thing it audits,
 so producers and consumers can also append what they did to plain files in a
 directory they share (a bind mount when they run in containers):
 
-* ``DIR/produced`` -- one line per item id, written once ``put`` returned (the
-  transport accepted the item);
+* ``DIR/produced`` -- one line per item id, written once the transport
+  *confirmed* the item's batch (:class:`LedgerProducer`: the Redis list's
+  producer keeps several batches in flight, and a batch is confirmed when its
+  reply is read, which may be after ``put`` returned);
 * ``DIR/handled`` -- ``id<TAB>consumer<TAB>delivery`` per item, written after the
   handler returned and *before* the acknowledgement, so a consumer killed
   between the two leaves a record and the redelivery that follows shows up as a
@@ -27,16 +29,20 @@ bitmap* and *acked set*, ``P:run:<run>:bits`` and ``:acked`` in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from pcq.core.pattern import Handler
-from pcq.core.transport import Item, Producer
+from pcq.core.transport import Item
 
 B = TypeVar("B", bound=Iterable[Item])
+B_contra = TypeVar("B_contra", contravariant=True)
 
-__all__ = ["HANDLED", "PRODUCED", "LedgerFile", "LedgerProducer", "ledger_dir", "ledger_handler"]
+__all__ = [
+    "HANDLED", "PRODUCED", "ConfirmingProducer", "LedgerFile", "LedgerProducer", "ledger_dir",
+    "ledger_handler",
+]  # fmt: skip
 
 PRODUCED = "produced"
 HANDLED = "handled"
@@ -98,24 +104,39 @@ def ledger_handler(handle: Handler, out: LedgerFile, consumer: str) -> Handler:
     return audited
 
 
+class ConfirmingProducer(Protocol[B_contra]):
+    """A producer whose ``put`` may return before the transport confirmed the batch.
+
+    ``done()`` runs once it did (the Redis list's
+    :class:`~pcq.core.redis_list.producer.ListProducer` and ``ListRunProducer``);
+    ``end_stream`` waits for every confirmation first.
+    """
+
+    def put(self, batch: B_contra, done: Callable[[], object] | None = None) -> None:
+        """Send ``batch``; call ``done()`` once the transport confirmed it."""
+
+    def end_stream(self) -> None:
+        """Wait for every confirmation; this producer will put nothing more."""
+
+
 class LedgerProducer(Generic[B]):
-    """A producer that records in the ledger the ids its inner producer accepted.
+    """A producer that records in the ledger the ids its inner producer confirmed.
 
     Of whatever batch type the inner producer takes, as long as iterating a
     batch gives its items.
     """
 
-    def __init__(self, inner: Producer[B], out: LedgerFile) -> None:
+    def __init__(self, inner: ConfirmingProducer[B], out: LedgerFile) -> None:
         self.inner = inner
         self.out = out
 
     def put(self, items: B) -> None:
-        """Put, then record: only ids the transport accepted are in the ledger."""
-        self.inner.put(items)
-        self.out.add_many((item.id,) for item in items)
+        """Put; the ids are recorded once the transport confirmed the batch, never before."""
+        ids = [(item.id,) for item in items]  # now: the caller may reuse its batch
+        self.inner.put(items, done=lambda: self.out.add_many(ids))
 
     def end_stream(self) -> None:
-        """Delegate."""
+        """Delegate (every confirmed batch is recorded by then)."""
         self.inner.end_stream()
 
 

@@ -36,7 +36,7 @@ def _batches(run: str, texts: Iterable[str], size: int) -> Iterator[BodyRun]:
 
 def _push_all(producer: ListProducer, batches: Iterable[BodyRun], console: Console, *,
               stop: Callable[[], bool], produced_file: LedgerFile | None) -> None:
-    """Push every batch (recorded in the ledger file if any), then close the stream."""
+    """Push every batch (recorded in the ledger file if any, once confirmed), then close the stream."""
     fast = ListRunProducer(producer)  # bodies in, no Item per item
     sink = fast if produced_file is None else LedgerProducer(fast, produced_file)
     with refused_as_usage(before=producer.end_stream):
@@ -68,7 +68,7 @@ def run_producer(
         timeout: Longest wait for the tally (``0``: do not wait; ``None``: for ever).
         stop: Set (e.g. by SIGTERM) to stop producing and waiting.
         log: Sink for connection-retry lines.
-        ledger: A directory where the ids Redis accepted are also recorded
+        ledger: A directory where the ids Redis confirmed are also recorded
             (:mod:`pcq.core.ledger`).
 
     Returns:

@@ -5,8 +5,9 @@ Redis run sets); a test that only read those would trust the thing it tests.
 The ledger is kept *outside* the transport, in append-only files written by
 the processes themselves (pcq's own ``--ledger DIR`` format, :mod:`pcq.core.ledger`):
 
-* a producer appends each id once ``put`` has returned (the transport
-  acknowledged it);
+* a producer appends each id once the transport confirmed its batch (the
+  Redis list: once the push's reply was read, which may come after ``put``
+  returned: :class:`pcq.core.ledger.LedgerProducer`);
 * each handler appends ``id, consumer, delivery`` once it has handled an item,
   before the transport's ``ack`` -- so a consumer killed between the two leaves
   a record, and the redelivery that follows shows up as a duplicate with a
@@ -100,7 +101,7 @@ class Audit:
         return LedgerFile(self.dir / kind, buffer)
 
     def produce(self, ids: Iterable[str]) -> None:
-        """Record ``ids`` as produced (acknowledged by the transport)."""
+        """Record ``ids`` as produced (confirmed by the transport)."""
         out = self.writer(PRODUCED)
         try:
             out.add_many((i,) for i in ids)

@@ -8,8 +8,9 @@ handler that appends ``id, consumer id, delivery`` to the independent ledger
 
 ``python tests/chaos_redis.py produce LEDGER_DIR --items N`` runs
 :func:`pcq.core.pattern.produce` over a :class:`pcq.core.redis_list.producer.ListProducer` and appends
-each batch's ids to the ledger once ``put`` has returned (Redis acknowledged the
-push). It writes its run id to ``LEDGER_DIR/run`` first and does not wait for
+each batch's ids to the ledger once Redis confirmed the push
+(:class:`pcq.core.ledger.LedgerProducer`; up to ``WINDOW`` pushes travel
+unconfirmed). It writes its run id to ``LEDGER_DIR/run`` first and does not wait for
 the tally (the test reads it).
 
 Settings come from the environment as for ``pcq``: ``REDIS_URL``,
@@ -25,38 +26,21 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audit import HANDLED, PRODUCED, Audit, LedgerFile
+from audit import HANDLED, PRODUCED, Audit
 
 from pcq.consumer.run import run_consumer
 from pcq.core.console import Console
+from pcq.core.ledger import LedgerProducer
 from pcq.core.pattern import produce
 from pcq.core.redis_common.connection import connect
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.consumer import consumer_id
 from pcq.core.redis_list.producer import ListProducer
 from pcq.core.transport import Item
-
-
-class RecordingQueue:
-    """A ListProducer whose acknowledged puts are written to the ledger."""
-
-    def __init__(self, queue: ListProducer, out: LedgerFile) -> None:
-        self.queue, self.out = queue, out
-
-    def put(self, items: Sequence[Item]) -> None:
-        self.queue.put(items)  # returns once Redis has acknowledged the whole batch
-        self.out.add_many((item.id,) for item in items)
-
-    def end_stream(self) -> None:
-        self.queue.end_stream()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.queue, name)
 
 
 def _halt_on_sigterm() -> threading.Event:
@@ -97,9 +81,8 @@ def produce_main(ledger_dir: Path, items: int) -> int:
         (ledger_dir / "run").write_text(run)
         texts = (f"item #{n}" for n in range(items))
         made = (Item(f"{run}:{n}", body, time.time()) for n, body in enumerate(texts))
-        recording = RecordingQueue(queue, out)
-        produce(recording, made, Console(quiet=True), batch=settings.batch,  # type: ignore[arg-type]
-                stop=halt.is_set)
+        recording = LedgerProducer(queue, out)
+        produce(recording, made, Console(quiet=True), batch=settings.batch, stop=halt.is_set)
     finally:
         out.close()
         client.close()

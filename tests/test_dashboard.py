@@ -45,6 +45,7 @@ def test_dashboard_serves_the_view(redis_server: RedisServer, tmp_path: Path) ->
         producer = ListProducer(client, settings)
         run = producer.open_run()
         producer.put([Item(f"{run}:{n}", f"n{n}", 0.0) for n in range(7)])
+        producer.flush()
     port = free_port()
     dash = Proc("core", ["dashboard", "--port", str(port), "--interval", "0.3"], env_for(settings),
                 tmp_path)  # fmt: skip

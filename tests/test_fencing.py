@@ -48,6 +48,7 @@ def claimed_then_expired(client: redis.Redis, settings: RedisSettings,
     keys = Keys(settings.queue)
     producer = ListProducer(client, settings)
     producer.put(items(producer.open_run(), 3))
+    producer.flush()
     a = ListConsumer(client, settings, consumer="a", notify=lines.append)
     a.beat(join=True)  # what start() does, without the heartbeat thread
     held = a._claims.claim(3)

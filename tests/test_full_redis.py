@@ -159,7 +159,7 @@ def test_a_push_refused_for_oom_applies_nothing(full_server: FullRedis) -> None:
         envelope = pack([b'{"v":1}'] * 50)
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             Scripts(client).push([keys.queue, keys.run(producer.run), keys.queue_extra],
-                                 [0, 0, 10**6, 50, envelope])  # fmt: skip
+                                 [0, 0, 10**6, 50, envelope, 10**6])  # fmt: skip
         after = (queued_items(client, settings), client.hgetall(keys.run(producer.run)))
         assert after == before and before[0] % 50 == 0  # whole batches only (in items)
     finally:

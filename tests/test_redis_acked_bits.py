@@ -42,6 +42,7 @@ def push(client: redis.Redis, settings: RedisSettings, ids: list[str],
         producer.open_run()
     run = producer.run
     producer.put([Item(i.format(run=run), f"body {i}", time.time()) for i in ids])
+    producer.flush()
     return run
 
 

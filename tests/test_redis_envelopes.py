@@ -43,6 +43,7 @@ def pushed(client: redis.Redis, base: RedisSettings, batch: int, n: int,
     producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 0, n))
+    producer.flush()
     if close:
         producer.end_stream()
     producer.close()

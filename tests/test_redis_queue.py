@@ -200,6 +200,7 @@ def test_release_hands_back_without_counting(client: redis.Redis, redis_settings
     producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 5))
+    producer.flush()
     a = ListConsumer(client, settings, consumer="a")
     got = a.get(0.1)
     assert got is not None and len(got) == 5
@@ -227,6 +228,7 @@ def test_reaper_requeues_a_dead_consumers_items(
     producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 3))
+    producer.flush()
     dead = ListConsumer(client, settings, consumer="dead")
     dead.beat(join=True)
     held = dead._claims.claim(3)  # claims without starting a heartbeat thread
@@ -254,6 +256,7 @@ def test_a_restarted_consumer_with_the_same_id_requeues_what_it_inherited(
     producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 3))
+    producer.flush()
     old = ListConsumer(client, settings, consumer="host:7")
     old.beat(join=True)
     held = old._claims.claim(3)  # then SIGKILLed: no ack, heartbeat still alive
@@ -281,6 +284,7 @@ def test_malformed_payloads_are_dead_lettered(client: redis.Redis, redis_setting
     run = producer.open_run()
     good = items(run, 2)
     producer.put(good[:1])
+    producer.flush()
     client.rpush(keys.queue, b"not json", b'{"v":1,"id":"x"}', b"\xff\xfeinvalid", b"[" * 2000)
     client.rpush(keys.queue, json.dumps({"v": 1, "body": "x" * 2000}))
     producer.put(good[1:])
@@ -319,8 +323,10 @@ def test_backpressure_waits_for_room(client: redis.Redis, redis_settings: RedisS
     run = producer.open_run()
     batch = items(run, 15)
     for i in range(0, 15, 5):
-        producer.put(batch[i : i + 5])
+        producer.put(batch[i : i + 5])  # sent: the third is refused, then sent again
         assert queued_items(client, settings) <= 10
+    producer.flush()
+    assert queued_items(client, settings) == 10
     consumer.close()
     assert len(waits) == 1 and any("high-water 10" in line for line in lines)
 
@@ -330,6 +336,7 @@ def test_queue_status(client: redis.Redis, redis_settings: RedisSettings) -> Non
     producer = ListProducer(client, settings)
     run = producer.open_run()
     producer.put(items(run, 5))
+    producer.flush()
     consumer = ListConsumer(client, settings, consumer="host:1")
     try:
         assert consumer.get(0.1) is not None

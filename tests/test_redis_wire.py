@@ -49,9 +49,11 @@ def test_scripts_reload_after_script_flush(client: redis.Redis, redis_settings: 
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 20))
+        producer.flush()
         first = drain_all(consumer, 20)
         client.script_flush()  # Redis forgets every script (as after a restart without AOF)
         producer.put(items(run, 20, 20))
+        producer.flush()
         second = drain_all(consumer, 20)
     finally:
         consumer.close()
@@ -72,7 +74,10 @@ def test_a_killed_connection_is_reopened_without_duplicates(
         run = producer.open_run()
         kills = 0
         for start in range(0, 50, 10):
+            # Confirmed before each kill, so the next push finds its connection
+            # dead (kills with pushes in flight: tests/test_redis_pushes.py).
             producer.put(items(run, start, 10))
+            producer.flush()
             kills += client.client_kill_filter(_type="normal", skipme=True)  # all but this one
         seen = drain_all(consumer, 25)
         kills += client.client_kill_filter(_type="normal", skipme=True)
@@ -110,6 +115,7 @@ def test_a_reaped_consumer_rejoins_before_it_holds_anything(
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 9))
+        producer.flush()
         first = consumer.get(0.2) or []
         assert len(first) == 3 and client.sismember(k.consumers, "c1")
         for item in first:
@@ -145,6 +151,7 @@ def test_claims_tell_whether_the_queue_may_hold_more(
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 6))
+        producer.flush()
         got = consumer.get(0.2) or []
         assert len(got) == 4 and consumer._claims.busy  # got all it asked for: maybe more
         for item in got:
@@ -166,6 +173,7 @@ def test_one_by_one_claims_see_an_empty_queue(client: redis.Redis, redis_setting
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 2))
+        producer.flush()
         got = consumer.get(0.2) or []
         assert len(got) == 1 and consumer._claims.busy  # one more is waiting
         consumer.ack(got[0])
@@ -193,6 +201,7 @@ def test_a_claim_after_redis_lost_confirmed_writes_hands_the_processing_list_bac
     try:
         run = producer.open_run()
         producer.put(items(run, 0, 6))
+        producer.flush()
         first = consumer.get(0.2) or []
         assert len(first) == 3
         # The rollback, as the restarted Redis shows it: the call key is one call

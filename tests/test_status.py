@@ -47,6 +47,7 @@ def test_status_reflects_a_filled_queue(redis_server: RedisServer, redis_setting
         producer = ListProducer(producer_client, settings)
         run = producer.open_run()
         producer.put([Item(f"{run}:{n}", f"name {n}", time.time()) for n in range(10)])
+        producer.flush()
         producer_client.lpush(producer.keys.queue, b"not json at all")  # first in line
         queue = Queue(rq_name, connection=producer_client, serializer=JSONSerializer)
         queue.enqueue("pcq.core.compare.rq_runner.rq_handle", payload="{}", work="noop")
@@ -146,6 +147,7 @@ def test_rate_counts_acknowledged_items(redis_settings: RedisSettings) -> None:
         producer = ListProducer(client, settings)
         run = producer.open_run()
         producer.put([Item(f"{run}:{n}", f"n{n}", time.time()) for n in range(5)])
+        producer.flush()
         held = consumer.get(0.5)
         assert held is not None and len(held) == 5
         before = collect(client, settings, "none")

@@ -7,6 +7,9 @@ One item's way through the queue (keys ``pcq:{Q}:...``, all listed in
          |  put: push.lua -- the batch as one element (an envelope), the run's
          v       `produced` and batch number together; nothing pushed above the
          |       high-water mark (backpressure)                        (envelope.py)
+         |       up to WINDOW pushes in flight, each applied only right after
+         |       its predecessor (status 3, gap); refused ones sent again,
+         |       in order; flush/end_stream wait for every reply       (pushes.py)
        queue  LIST  ------------------------------------------------ (producer.py)
          |  get: claim.lua (or BLMOVE when the queue ran dry) -- whole envelopes
          v       up to `batch` items, the last one split if too big; one round
@@ -44,6 +47,8 @@ Modules, one thing each:
   producer role: open a run, push, end the stream, keep the run alive; and
   :class:`~pcq.core.redis_list.producer.ListRunProducer`, the same fed bodies
   (``pcq produce``'s fast path);
+* ``pushes`` -- a producer's pushes in flight: the window, resending in order,
+  and the backpressure waits (high-water mark, full Redis);
 * ``consumer`` -- :class:`~pcq.core.redis_list.consumer.ListConsumer`, the
   consumer role: claim, ack, nack, release, beat, reap, drained;
 * ``serve`` -- one consumer's life: connect, consume, close (what
@@ -75,5 +80,6 @@ Claims with their acknowledgements and pushes -- the per-item hot path -- go
 over the Wire, without redis-py's per-command machinery; the rest (heartbeat
 thread, nack, release, status) goes through redis-py as usual. Every step is
 retried through Redis outages (:class:`pcq.core.redis_common.connection.Retrier`)
-and safe to repeat: pushes carry a batch number, claims a call number.
+and safe to repeat: pushes carry a batch number (and a floor that keeps them
+in order while several are in flight), claims a call number.
 """

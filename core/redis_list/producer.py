@@ -5,39 +5,41 @@ hash, the ``open`` and ``runs`` sets), then pushed in batches by one Lua call
 each (``push.lua``) on the link's Wire, a batch as one list element (an
 envelope: :mod:`pcq.core.redis_list.envelope`): the push, the run's ``produced`` count
 and a batch sequence number change together, so a push retried after a lost
-reply is not applied twice. The call pushes nothing while the queue is above
-the high-water mark (items, or bytes of the queue list as ``MEMORY USAGE``
-estimates them): backpressure, :meth:`ListProducer.put` waits. A full Redis
-(``maxmemory`` under ``noeviction``) is backpressure as well: Redis refuses
-the whole push before it runs (``push.lua`` has no ``allow-oom`` flag), and
-``put`` retries it until ``full_timeout``, with a line every 10 s.
-:meth:`ListProducer.end_stream` closes the run. While the producer lives, a
-heartbeat thread keeps the run's liveness key fresh, so ``consume --drain``
-stops waiting for a run whose producer was killed before closing it.
+reply is not applied twice. Several pushes travel at once (up to ``WINDOW``,
+:mod:`pcq.core.redis_list.pushes`): :meth:`ListProducer.put` returns once
+its batch is *sent*, and a batch is *confirmed* once its reply is read;
+:meth:`ListProducer.flush` waits for every confirmation, and a ``done``
+callback given to ``put`` runs at its batch's. The call pushes nothing while
+the queue is above the high-water mark (items, or bytes of the queue list as
+``MEMORY USAGE`` estimates them), nor after a push of the window that was
+refused: backpressure, the refused batches are sent again, in order, once
+there is room. A full Redis (``maxmemory`` under ``noeviction``) is
+backpressure as well: Redis refuses the whole push before it runs
+(``push.lua`` has no ``allow-oom`` flag), and the producer retries it until
+``full_timeout``, with a line every 10 s. :meth:`ListProducer.end_stream`
+flushes, then closes the run. While the producer lives, a heartbeat thread
+keeps the run's liveness key fresh, so ``consume --drain`` stops waiting for
+a run whose producer was killed before closing it.
 """
-
 from __future__ import annotations
 
 import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
 
 import redis
 
-from pcq.core.errors import PcqError, RedisFull
 from pcq.core.redis_common.connection import stderr_log
 from pcq.core.redis_common.payload import encode_bodies, encode_many, new_run_id
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.envelope import pack
 from pcq.core.redis_list.heartbeat import Heartbeat
 from pcq.core.redis_list.link import ListLink, Notify
+from pcq.core.redis_list.pushes import Backpressure, Pushes
 from pcq.core.transport import Item
 
 __all__ = ["PRODUCER_TTL_FACTOR", "BodyRun", "ListProducer", "ListRunProducer"]
-
-T = TypeVar("T")
 
 # A producer's run stays open for `consume --drain` while its liveness key lives:
 # this many heartbeat TTLs (30 s by default), longer than a Redis restart takes.
@@ -55,7 +57,8 @@ class ListProducer:
         log: Sink for retry lines (stderr).
         notify: Sink for events worth a console line (backpressure waits).
         wait: Sleep used between retries and backpressure polls.
-        put_timeout: Longest a ``put`` waits for room below the high-water mark.
+        put_timeout: Longest wait for room below the high-water mark (in ``put``,
+            ``flush`` or ``end_stream``; None: for ever).
     """
 
     def __init__(
@@ -75,11 +78,10 @@ class ListProducer:
         self.run = run or new_run_id()
         self.notify = notify or log
         self.put_timeout = put_timeout
-        self._wait = wait
         self._opened = False
         self._seq = 0  # batch number: push.lua skips one it has applied
-        self._quiet_until = 0.0  # backpressure: no "waiting" line before this time
-        self._full_quiet_until = 0.0  # the same for a full Redis
+        self.backpressure = Backpressure(settings, self.notify, wait, put_timeout)
+        self._pushes = Pushes(self.link, self.run, self.backpressure)
         self._alive: Heartbeat | None = None  # the run's liveness, from open_run to end_stream
 
     def open_run(self) -> str:
@@ -99,7 +101,7 @@ class ListProducer:
                 pipe.zadd(k.runs, {run: time.time()}, nx=True)
                 pipe.execute()
 
-        self._while_full(lambda: self.link.retry.call(register))
+        self.backpressure.while_full(lambda: self.link.retry.call(register))
         self._opened = True
         if self._alive is None:
             self._alive = Heartbeat(self.settings.heartbeat_every, self._beat)
@@ -116,94 +118,52 @@ class ListProducer:
     def _alive_ms(self) -> int:
         return int(self.settings.heartbeat_ttl * 1000) * PRODUCER_TTL_FACTOR
 
-    def put(self, items: Sequence[Item]) -> None:
-        """Push ``items`` as one batch; wait while the queue is at its high-water mark.
+    def put(self, items: Sequence[Item], done: Callable[[], object] | None = None) -> None:
+        """Send ``items`` as one batch; ``done()`` once Redis confirmed it.
 
-        A full Redis (``maxmemory``) is backpressure too: the push is refused
-        whole, and retried until ``settings.full_timeout`` runs out.
+        Returns once the batch is *sent*: up to ``WINDOW`` batches
+        (:mod:`pcq.core.redis_list.pushes`) travel unconfirmed, and a batch
+        may still be refused and sent again (in order, never twice) until
+        :meth:`flush` (or :meth:`end_stream`) returns. While ``WINDOW`` are
+        unconfirmed, ``put`` first waits for the oldest confirmation --
+        through backpressure: the queue at its high-water mark, or a full Redis
+        (``maxmemory``: refused whole, retried until ``settings.full_timeout``).
+        An empty batch sends nothing (and ``done`` is not called).
 
         Raises:
             PcqError: the queue stayed above its high-water mark ``put_timeout`` s.
-            RedisFull: Redis stayed full ``full_timeout`` s (nothing of the batch pushed).
+            RedisFull: Redis stayed full ``full_timeout`` s (nothing of the refused batches pushed).
         """
         if not items:
             return
-        self.push(encode_many(items, self.run, self.settings.max_payload_bytes))
+        self.push(encode_many(items, self.run, self.settings.max_payload_bytes), done)
 
-    def push(self, raws: list[bytes]) -> None:
-        """Push payloads already encoded for this run as one batch (see :meth:`put`)."""
+    def push(self, raws: list[bytes], done: Callable[[], object] | None = None) -> None:
+        """Send payloads already encoded for this run as one batch (see :meth:`put`)."""
         if not raws:
             return
         if not self._opened:
             self.open_run()
-        s, run = self.settings, self.run
         self._seq += 1
-        keys = [self.keys.queue, self.keys.run(run), self.keys.queue_extra]
-        args: list[bytes | str | int] = [s.high_water, s.high_water_bytes, self._seq, len(raws),
-                                         pack(raws)]  # fmt: skip
-        deadline = None if self.put_timeout is None else time.monotonic() + self.put_timeout
-        pause = 0.005
-        while True:
-            status, length = self._while_full(lambda: self.link.eval("push", keys, args))
-            if status != 0:
-                return
-            now = time.monotonic()
-            if now >= self._quiet_until:  # one line per 10 s of waiting, not per batch
-                self._quiet_until = now + 10.0
-                self.notify(f"queue {s.queue} holds {length} items ({self._marks()}): "
-                            "producer waiting")  # fmt: skip
-            if deadline is not None and now > deadline:
-                raise PcqError(
-                    f"queue {s.queue} stayed above its high-water mark for "
-                    f"{self.put_timeout:g}s: are any consumers running?"
-                )
-            self._wait(pause)
-            # Short pauses: the queue holds thousands of items, so consumers never
-            # run dry while we wait, and room is used as soon as it appears.
-            pause = min(0.05, pause * 2)
+        self._pushes.send(self._seq, len(raws), pack(raws), done)
 
-    def _marks(self) -> str:
-        s = self.settings
-        marks = [f"high-water {s.high_water}"] if s.high_water else []
-        marks += [f"high-water {s.high_water_bytes} bytes"] if s.high_water_bytes else []
-        return ", ".join(marks)
+    def flush(self) -> None:
+        """Wait until every batch sent is confirmed (their ``done`` called); raises as :meth:`put`."""
+        self._pushes.flush()
 
-    def _while_full(self, step: Callable[[], T]) -> T:
-        """Return ``step()``, waiting while Redis is full (``RedisFull``), up to ``full_timeout``.
-
-        Prints a line when the wait starts and every 10 s; the step must be
-        safe to repeat (a push refused for OOM applied nothing).
-        """
-        limit, started, pause, full = self.settings.full_timeout, time.monotonic(), 0.01, False
-        while True:
-            try:
-                result = step()
-            except RedisFull:
-                full = True
-                waited = time.monotonic() - started
-                if waited >= limit:
-                    raise RedisFull(
-                        f"redis at {self.settings.where} stayed full (maxmemory) for "
-                        f"{limit:g}s; nothing of the refused batch was pushed. Are consumers "
-                        "running? (PCQ_FULL_TIMEOUT / --full-timeout)"
-                    ) from None
-                if time.monotonic() >= self._full_quiet_until:  # a line per 10 s, not per batch
-                    self._full_quiet_until = time.monotonic() + 10.0
-                    self.notify(f"redis at {self.settings.where} is full (maxmemory): producer "
-                                f"waiting for consumers to free memory ({waited:.0f}s of "
-                                f"{limit:g}s)")  # fmt: skip
-                self._wait(pause)
-                pause = min(0.05, pause * 2)
-                continue
-            if full and time.monotonic() - started >= 1.0:  # (not after a connection retry)
-                self.notify(f"redis at {self.settings.where} has room again: producer resumes "
-                            f"after {time.monotonic() - started:.1f}s")  # fmt: skip
-            return result
+    @property
+    def unconfirmed(self) -> int:
+        """Batches sent whose confirmation has not been read yet (at most ``WINDOW``)."""
+        return self._pushes.unconfirmed
 
     def end_stream(self) -> None:
-        """Close this producer's stream (``consume --drain`` waits for that)."""
+        """Wait until every batch is confirmed, then close this producer's stream.
+
+        (``consume --drain`` waits for the close.)
+        """
         if not self._opened:
             return
+        self.flush()
         run, k = self.run, self.keys
 
         def close() -> None:  # close.lua (allow-oom): also on a full Redis
@@ -216,9 +176,12 @@ class ListProducer:
         """Stop the run's liveness thread (if still going) and give the Wire's connection back.
 
         Does not end the stream: a producer that stops without :meth:`end_stream`
-        leaves its run open until the liveness key expires.
+        leaves its run open until the liveness key expires. Does not wait for
+        confirmations either: batches still unconfirmed are dropped with the
+        connection (their replies unread; each may or may not be in Redis).
         """
         self._stop_beat()
+        self._pushes.drop()  # never a connection with unread replies back in the pool
         self.link.close()
 
     def _stop_beat(self) -> None:
@@ -260,14 +223,18 @@ class ListRunProducer:
     def __init__(self, inner: ListProducer) -> None:
         self.inner = inner
 
-    def put(self, batch: BodyRun) -> None:
-        """Encode and push ``batch`` as one envelope (see :meth:`ListProducer.put`)."""
+    def put(self, batch: BodyRun, done: Callable[[], object] | None = None) -> None:
+        """Encode and send ``batch`` as one envelope; ``done()`` once confirmed (:meth:`ListProducer.put`)."""
         inner = self.inner
         if batch.run != inner.run:
             raise ValueError(f"batch of run {batch.run!r} given to run {inner.run!r}'s producer")
         cap = inner.settings.max_payload_bytes
-        inner.push(encode_bodies(batch.run, batch.first, batch.bodies, batch.produced_at, cap))
+        inner.push(encode_bodies(batch.run, batch.first, batch.bodies, batch.produced_at, cap), done)
+
+    def flush(self) -> None:
+        """Wait until every batch is confirmed (:meth:`ListProducer.flush`)."""
+        self.inner.flush()
 
     def end_stream(self) -> None:
-        """Close the run's stream (:meth:`ListProducer.end_stream`)."""
+        """Wait for every confirmation, close the run's stream (:meth:`ListProducer.end_stream`)."""
         self.inner.end_stream()

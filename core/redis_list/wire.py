@@ -95,8 +95,9 @@ class Wire:
     def send(self, commands: Sequence[Sequence[Any]]) -> None:
         """Send ``commands`` without waiting; :meth:`receive` reads their replies.
 
-        Used alone by a consumer's prefetch (its next claim travels while it
-        handles the current batch); nothing else may use the Wire in between.
+        Used alone by a consumer's prefetch (its next claims travel while it
+        handles the current batch) and by a producer's pushes in flight
+        (:mod:`pcq.core.redis_list.pushes`); nothing else may use the Wire in between.
         """
         conn = self._conn
         if conn is None:
