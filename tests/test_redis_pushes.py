@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 from fixtures_redis import quiet
 
@@ -21,6 +22,7 @@ from pcq.core.ledger import PRODUCED, LedgerFile, LedgerProducer
 from pcq.core.pattern import consume
 from pcq.core.redis_common.keys import Keys
 from pcq.core.redis_common.settings import RedisSettings
+from pcq.core.redis_list import pushes
 from pcq.core.redis_list.consumer import ListConsumer
 from pcq.core.redis_list.envelope import pack, unpack
 from pcq.core.redis_list.producer import ListProducer
@@ -177,34 +179,42 @@ def test_script_flush_with_pushes_in_flight(
 
 
 def test_the_ledger_lists_only_confirmed_ids(
-    client: redis.Redis, redis_settings: RedisSettings, tmp_path: Path
+    client: redis.Redis, redis_settings: RedisSettings, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(pushes, "CONFIRM_AFTER", 60.0)  # only the window makes it read
     producer = ListProducer(client, redis_settings)
     path = tmp_path / PRODUCED
     out = LedgerFile(path)
     sink = LedgerProducer(producer, out)
     try:
         run = producer.open_run()
-        for start in range(0, 2 * WINDOW, 2):  # a window's worth: nothing read yet
+        first = [f"{run}:0", f"{run}:1"]
+        sink.put(items(run, 0, 2))  # the run's first push is confirmed at once
+        assert producer.unconfirmed == 0 and ledger_ids(path) == first
+        for start in range(2, 2 + 2 * WINDOW, 2):  # a window's worth: nothing read yet
             sink.put(items(run, start, 2))
-        assert producer.unconfirmed == WINDOW and ledger_ids(path) == []
-        sink.put(items(run, 2 * WINDOW, 2))  # one more: the oldest reply is read first
-        assert producer.unconfirmed == WINDOW and ledger_ids(path) == [f"{run}:0", f"{run}:1"]
+        assert producer.unconfirmed == WINDOW and ledger_ids(path) == first
+        sink.put(items(run, 2 + 2 * WINDOW, 2))  # one more: the oldest reply is read first
+        assert producer.unconfirmed == WINDOW
+        assert ledger_ids(path) == [*first, f"{run}:2", f"{run}:3"]
         producer.flush()
         assert producer.unconfirmed == 0
-        assert ledger_ids(path) == [f"{run}:{i}" for i in range(2 * WINDOW + 2)]
+        assert ledger_ids(path) == [f"{run}:{i}" for i in range(2 * WINDOW + 4)]
     finally:
         producer.close()
         out.close()
 
 
 def test_close_drops_a_connection_with_replies_unread(
-    client: redis.Redis, redis_settings: RedisSettings
+    client: redis.Redis, redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pushes, "CONFIRM_AFTER", 60.0)
     producer = ListProducer(client, redis_settings)
     run = producer.open_run()
-    producer.put(items(run, 0, 1))
+    producer.put(items(run, 0, 1))  # confirmed at once (the run's first)
     producer.put(items(run, 1, 1))
+    producer.put(items(run, 2, 1))
     assert producer.unconfirmed == 2
     producer.close()  # does not wait for them
     pool = client.connection_pool
@@ -212,3 +222,41 @@ def test_close_drops_a_connection_with_replies_unread(
     for conn in pool._available_connections:  # type: ignore[attr-defined]
         assert conn._sock is None or not conn.can_read(), "a connection with replies unread"
     assert client.ping()  # and the pool still works
+
+
+def test_the_first_push_of_a_run_is_confirmed_at_once(
+    client: redis.Redis, redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh Redis knows no script: the first push gets NOSCRIPT. Found out
+    # (and sent again) before put returns, not WINDOW pushes later.
+    monkeypatch.setattr(pushes, "CONFIRM_AFTER", 60.0)
+    keys = Keys(redis_settings.queue)
+    client.script_flush()
+    producer = ListProducer(client, redis_settings)
+    try:
+        run = producer.open_run()
+        producer.put(items(run, 0, 5))
+        assert producer.unconfirmed == 0
+        assert queued_ids(client, keys) == [f"{run}:{i}" for i in range(5)]
+    finally:
+        producer.close()
+
+
+def test_an_old_push_is_confirmed_before_the_next_is_sent(
+    client: redis.Redis, redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A producer that pushes now and then learns of a refusal at its next push.
+    monkeypatch.setattr(pushes, "CONFIRM_AFTER", 0.0)  # every push is "old" at the next
+    keys = Keys(redis_settings.queue)
+    producer = ListProducer(client, redis_settings)
+    try:
+        run = producer.open_run()
+        producer.put(items(run, 0, 1))
+        client.script_flush()  # the next push is refused (NOSCRIPT)...
+        producer.put(items(run, 1, 1))
+        assert queued_ids(client, keys) == [f"{run}:0"]
+        producer.put(items(run, 2, 1))  # ...and sent again before this one goes
+        assert producer.unconfirmed == 1
+        assert queued_ids(client, keys)[:2] == [f"{run}:0", f"{run}:1"]
+    finally:
+        producer.close()

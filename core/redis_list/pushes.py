@@ -3,8 +3,10 @@ r"""A producer's pushes in flight: :class:`Pushes` keeps up to ``WINDOW`` unconf
 A push is confirmed once its reply has been read and says Redis applied it
 (status 1, or 2: applied before, a retry). :meth:`Pushes.send` writes a push
 (``push.lua``) on the link's Wire without waiting for its reply, and reads
-the oldest reply only when ``WINDOW`` pushes are unconfirmed, so the round
-trip overlaps the producer's work on the next batches. Every push carries its
+the oldest reply only when ``WINDOW`` pushes are unconfirmed or it is
+``CONFIRM_AFTER`` old, so the round trip overlaps the producer's work on the
+next batches (the run's first push alone is confirmed at once: a fresh Redis
+answers it NOSCRIPT). Every push carries its
 sequence number and a *floor*: the oldest unconfirmed sequence number when it
 was built. ``push.lua`` applies a push only right after its predecessor
 (``seq > floor`` and the run's last applied ``seq`` is not ``seq - 1``: status
@@ -61,7 +63,7 @@ from pcq.core.errors import PcqError, RedisFull
 from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.link import ListLink, Notify
 
-__all__ = ["WINDOW", "Backpressure", "Pushes"]
+__all__ = ["CONFIRM_AFTER", "WINDOW", "Backpressure", "Pushes"]
 
 T = TypeVar("T")
 
@@ -79,6 +81,11 @@ T = TypeVar("T")
 # -- batches a SIGKILLed producer leaves applied and unconfirmed -- and Redis
 # memory, which counts a client's unread commands.
 WINDOW = 8
+# A push unconfirmed this long (s) is confirmed before the next is sent: a
+# producer that pushes now and then learns of a refusal (a queue at its mark,
+# NOSCRIPT after a Redis restart) at its next push, not WINDOW pushes later.
+# Far above a round trip (~0.1-0.3 ms here), so the read finds its reply there.
+CONFIRM_AFTER = 0.002
 
 _CONFIRMED = (1, 2)  # push.lua: pushed now, or pushed before (a retry)
 
@@ -178,6 +185,7 @@ class _Push(NamedTuple):
     items: int
     envelope: bytes
     done: Callable[[], object] | None
+    sent: float  # monotonic time of the first send
 
 
 class Pushes:
@@ -201,6 +209,7 @@ class Pushes:
         self._marks = (s.high_water, s.high_water_bytes)
         self._pending: deque[_Push] = deque()  # unconfirmed, oldest first
         self._probing = False  # recovering: resend only the oldest, refused last time
+        self._first = True  # the run's first push is confirmed before send returns
 
     @property
     def unconfirmed(self) -> int:
@@ -218,15 +227,20 @@ class Pushes:
             PcqError: no room below the high-water mark for ``put_timeout`` s.
             RedisFull: Redis stayed full ``full_timeout`` s.
         """
-        pending = self._pending
-        while len(pending) >= WINDOW:
+        pending, now = self._pending, time.monotonic()
+        while pending and (len(pending) >= WINDOW or now - pending[0].sent >= CONFIRM_AFTER):
             self._confirm_oldest()
-        push = _Push(seq, items, envelope, done)
+        push = _Push(seq, items, envelope, done, now)
         pending.append(push)
         try:
             self.wire.send([self._command(push, pending[0].seq)])
         except redis.RedisError:
             self._recover()
+        if self._first:
+            # A fresh Redis answers the run's first push with NOSCRIPT: find out
+            # now, not WINDOW pushes later (at 20 batches/s, 0.4 s late).
+            self._first = False
+            self.flush()
 
     def flush(self) -> None:
         """Wait until every push sent is confirmed (see :meth:`send` for what it raises)."""
