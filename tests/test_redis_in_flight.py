@@ -52,21 +52,28 @@ def setup(client: redis.Redis, redis_settings: RedisSettings, request: pytest.Fi
         consumer.close()
 
 
-def handle_two_batches(consumer: ListConsumer, seen: list[str]) -> None:
-    """Two gets back to back: the second sends DEPTH claims before it returns."""
-    for _ in range(2):
+def handle(consumer: ListConsumer, seen: list[str], gets: int = 1) -> None:
+    for _ in range(gets):
         for item in consumer.get(0.5) or []:
             seen.append(item.id)
             consumer.ack(item)
+
+
+def claims_in_flight(client: redis.Redis, consumer: ListConsumer, keys: Keys, batch: int,
+                     seen: list[str]) -> None:  # fmt: skip
+    """Two gets back to back (the second sends DEPTH claims before it returns), then
+    wait until Redis has applied them: the consumer's list holds the batch it has
+    and DEPTH more, of which it has read nothing yet."""
+    handle(consumer, seen, gets=2)
+    wait_for(lambda: held_items(client, keys.processing("c1")) == (1 + DEPTH) * batch,
+             "the claims in flight to be applied")  # fmt: skip
 
 
 def drain(consumer: ListConsumer, seen: list[str]) -> None:
     deadline = time.monotonic() + 10
     while len(seen) < N:
         assert time.monotonic() < deadline, f"{len(seen)} of {N} items handled"
-        for item in consumer.get(0.2) or []:
-            seen.append(item.id)
-            consumer.ack(item)
+        handle(consumer, seen)
     consumer.flush()
 
 
@@ -83,11 +90,7 @@ def test_claims_applied_before_the_connection_broke_are_held_once(
 ) -> None:
     consumer, keys, run, batch = setup
     seen: list[str] = []
-    handle_two_batches(consumer, seen)
-    # Redis has applied the claims in flight: the consumer's list holds this
-    # batch and DEPTH more, of which it has read nothing yet.
-    wait_for(lambda: held_items(client, keys.processing("c1")) == (1 + DEPTH) * batch,
-             "the claims in flight to be applied")  # fmt: skip
+    claims_in_flight(client, consumer, keys, batch, seen)
     assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # their replies with it
     drain(consumer, seen)
     check_once(client, keys, run, seen)
@@ -99,17 +102,13 @@ def test_claims_that_never_ran_are_run_again(
 ) -> None:
     consumer, keys, run, batch = setup
     seen: list[str] = []
-    handle_two_batches(consumer, seen)
-    wait_for(lambda: held_items(client, keys.processing("c1")) == (1 + DEPTH) * batch,
-             "the first claims in flight to be applied")  # fmt: skip
+    claims_in_flight(client, consumer, keys, batch, seen)
     before = client.lrange(keys.processing("c1"), 0, -1)
     client.client_pause(5000, all=False)  # write commands (claims among them) wait in Redis
     try:
         # Lands the oldest claim in flight (its reply is there) and sends one
         # more, which Redis holds unapplied; the other stays applied, unread.
-        for item in consumer.get(0.5) or []:
-            seen.append(item.id)
-            consumer.ack(item)
+        handle(consumer, seen)
         wait_for(lambda: any("b" in c["flags"] and c["cmd"] == "evalsha" for c in client.client_list()),
                  "the claim to wait in Redis")  # fmt: skip
         assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # dropped unapplied
