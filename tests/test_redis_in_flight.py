@@ -35,9 +35,13 @@ def wait_for(check: object, what: str, timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
+Setup = tuple[ListConsumer, Keys, str, list[str]]  # the consumer, keys, run, ids handled so far
+
+
 @pytest.fixture
-def setup(client: redis.Redis, redis_settings: RedisSettings, request: pytest.FixtureRequest
-          ) -> Iterator[tuple[ListConsumer, Keys, str, int]]:  # fmt: skip
+def in_flight(client: redis.Redis, redis_settings: RedisSettings, request: pytest.FixtureRequest
+              ) -> Iterator[Setup]:  # fmt: skip
+    """N items queued in batches of ``request.param``; a consumer with claims in flight, applied."""
     batch = request.param
     settings = redis_settings.with_overrides(batch=batch)
     producer = ListProducer(client, settings)
@@ -45,9 +49,10 @@ def setup(client: redis.Redis, redis_settings: RedisSettings, request: pytest.Fi
     produce(producer, [Item(f"{run}:{i}", f"name {i}", time.time()) for i in range(N)], quiet(),
             batch=batch)  # fmt: skip
     producer.close()
-    consumer = ListConsumer(client, settings, consumer="c1")
+    consumer, keys, seen = ListConsumer(client, settings, consumer="c1"), Keys(settings.queue), []
     try:
-        yield consumer, Keys(settings.queue), run, batch
+        claims_in_flight(client, consumer, keys, batch, seen)
+        yield consumer, keys, run, seen
     finally:
         consumer.close()
 
@@ -84,25 +89,19 @@ def check_once(client: redis.Redis, keys: Keys, run: str, seen: list[str]) -> No
     assert client.llen(keys.queue) == 0 and held_items(client, keys.processing("c1")) == 0
 
 
-@pytest.mark.parametrize("setup", [1, 3], indirect=True)
+@pytest.mark.parametrize("in_flight", [1, 3], indirect=True)
 def test_claims_applied_before_the_connection_broke_are_held_once(
-    client: redis.Redis, setup: tuple[ListConsumer, Keys, str, int]
+    client: redis.Redis, in_flight: Setup
 ) -> None:
-    consumer, keys, run, batch = setup
-    seen: list[str] = []
-    claims_in_flight(client, consumer, keys, batch, seen)
+    consumer, keys, run, seen = in_flight
     assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # their replies with it
     drain(consumer, seen)
     check_once(client, keys, run, seen)
 
 
-@pytest.mark.parametrize("setup", [1, 3], indirect=True)
-def test_claims_that_never_ran_are_run_again(
-    client: redis.Redis, setup: tuple[ListConsumer, Keys, str, int]
-) -> None:
-    consumer, keys, run, batch = setup
-    seen: list[str] = []
-    claims_in_flight(client, consumer, keys, batch, seen)
+@pytest.mark.parametrize("in_flight", [1, 3], indirect=True)
+def test_claims_that_never_ran_are_run_again(client: redis.Redis, in_flight: Setup) -> None:
+    consumer, keys, run, seen = in_flight
     before = client.lrange(keys.processing("c1"), 0, -1)
     client.client_pause(5000, all=False)  # write commands (claims among them) wait in Redis
     try:
