@@ -39,7 +39,7 @@ from pcq.core.redis_list.acks import AckBuffer
 from pcq.core.redis_list.envelope import size
 from pcq.core.redis_list.held import Envelope, Held
 from pcq.core.redis_list.lease import Lease
-from pcq.core.redis_list.link import SEND_AGAIN, ListLink
+from pcq.core.redis_list.link import ListLink
 from pcq.core.transport import Item
 
 __all__ = ["DEPTH", "Claims", "Decode"]
@@ -74,6 +74,7 @@ class Claims:
         self.busy = True  # items were left in the queue: try a non-blocking claim first
         self.ready: list[Item] = []  # items of landed claims, for the next get
         self._in_flight: deque[list[Any]] = deque()  # the arguments of each claim sent, oldest first
+        self._unsure = False  # an interrupt lost replies: the list may hold envelopes not held
         self._calls = 0
         self._call_prefix = uuid.uuid4().hex[:8]
         k = link.keys
@@ -150,16 +151,19 @@ class Claims:
         while self._in_flight and (every or not self.ready):
             try:
                 reply = self.link.receive()
-            except SEND_AGAIN:
+            except Exception:  # noqa: BLE001 - SEND_AGAIN, or any error reply (BUSY...)
+                # Whatever the reply was, the calls are safe to run again, in
+                # order; an error that persists is raised by the synchronous run.
                 self._again()
                 return
             except BaseException:
-                # Not ours to handle (a script error, an interrupt): the replies
-                # still awaited go with the connection. A claim among them may
-                # have been applied: its envelopes stay listed as ours, and go
-                # back to the queue when this consumer is reaped.
+                # An interrupt: no more network. The replies still awaited go with
+                # the connection; a claim among them may have been applied, so its
+                # envelopes are listed as ours but not held: from now on the list
+                # is never dropped whole ('all'), and a reaper hands them back.
                 self.link.wire.drop()
                 self._in_flight.clear()
+                self._unsure = True
                 raise
             self._in_flight.popleft()
             self.ready += self._hold(reply)
@@ -181,7 +185,7 @@ class Claims:
         # Every call gets the next number; the script skips one it has applied.
         self._calls += 1
         # Not 'all' while a claim is in flight: what it claims is not held yet.
-        settle = self.acks.args(covers_all=not self.held and not self._in_flight)
+        settle = self.acks.args(covers_all=not (self.held or self._in_flight or self._unsure))
         k, me = self.link.keys, self.consumer
         return [k.prefix, me, self._call_prefix, self._calls, want, settle[0], adopt, *settle[1:]]
 
