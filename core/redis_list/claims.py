@@ -151,7 +151,7 @@ class Claims:
         while self._in_flight and (every or not self.ready):
             try:
                 reply = self.link.receive()
-            except Exception:  # noqa: BLE001 - SEND_AGAIN, or any error reply (BUSY...)
+            except Exception:  # noqa: BLE001 - a lost reply, or any error reply (NOSCRIPT, BUSY...)
                 # Whatever the reply was, the calls are safe to run again, in
                 # order; an error that persists is raised by the synchronous run.
                 self._again()

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
 from pcq.core.redis_common.connection import RETRYABLE, Retrier, stderr_log
 from pcq.core.redis_common.keys import Keys
@@ -24,11 +23,9 @@ from pcq.core.redis_common.settings import RedisSettings
 from pcq.core.redis_list.scripts import Scripts
 from pcq.core.redis_list.wire import Wire
 
-__all__ = ["SEND_AGAIN", "ListLink", "Notify"]
+__all__ = ["ListLink", "Notify"]
 
 Notify = Callable[[str], None]
-# A reply in flight that did not come, or came as NOSCRIPT: run the call again, synchronously.
-SEND_AGAIN: tuple[type[Exception], ...] = (*RETRYABLE, NoScriptError)
 
 
 class ListLink:
@@ -72,8 +69,8 @@ class ListLink:
         the send failed: the Wire dropped its connection, and with it the
         replies still awaited, so the caller runs what it had in flight again
         the synchronous way (:meth:`eval`), as after any error :meth:`receive`
-        raises of ``SEND_AGAIN``. Only for calls that are safe to repeat (the
-        claim script's call numbers).
+        raises. Only for calls that are safe to repeat (the claim script's
+        call numbers).
         """
         try:
             self.wire.send([self.scripts.command(name, keys, args)])
@@ -85,8 +82,8 @@ class ListLink:
         """The reply of the oldest call :meth:`send` sent and nobody read yet.
 
         Raises:
-            One of ``SEND_AGAIN``: the reply is lost (connection trouble, or
-                NOSCRIPT after a Redis restart); run the call again.
+            redis.RedisError: the reply is lost (connection trouble) or an error
+                (NOSCRIPT after a Redis restart, BUSY...); run the call again.
         """
         return self.wire.receive(1)[0]
 
